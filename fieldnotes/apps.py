@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FieldnotesConfig(AppConfig):
+    name = "fieldnotes"
+    verbose_name = "Field notes"
