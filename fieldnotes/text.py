@@ -1,0 +1,14 @@
+"""How note text is stored: NFC, "\\n" line endings, no control characters but tab."""
+
+import re
+import unicodedata
+
+# C0 controls except tab and newline, DEL, and the C1 range. PostgreSQL cannot
+# store NUL at all, and none of these can be typed meaningfully in a note.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def normalise(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text)
+    return unicodedata.normalize("NFC", text)
