@@ -165,6 +165,25 @@ CELERY_TASK_TIME_LIMIT = 15 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# Field-note reminders: hourly; each beat message expires before the next one,
+# so a worker that was down does not work through a backlog of identical runs.
+CELERY_BEAT_SCHEDULE = {
+    "send-overdue-note-reminders": {
+        "task": "fieldnotes.tasks.send_overdue_note_reminders",
+        "schedule": 60 * 60,
+        "options": {"expires": 50 * 60},
+    },
+}
+# A co-leader is reminded by e-mail when their note is still missing this many
+# hours after the session ended.
+NOTE_REMINDER_HOURS = int(os.environ.get("NOTE_REMINDER_HOURS", "48"))
+# The app's public address, for absolute links in e-mails sent outside a request.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Lets a worker started by a test (or an operator) write e-mail to files.
+if os.environ.get("EMAIL_BACKEND"):
+    EMAIL_BACKEND = os.environ["EMAIL_BACKEND"]
+    if os.environ.get("EMAIL_FILE_PATH"):
+        EMAIL_FILE_PATH = os.environ["EMAIL_FILE_PATH"]
 
 # Security. Cookies and HSTS are strict whenever DEBUG is off.
 SESSION_COOKIE_HTTPONLY = True

@@ -9,5 +9,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("", include("fieldnotes.urls")),
+    path("analysis/", include("analysis.urls")),
     path("", include("sessions.urls")),
 ]

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from analysis.services import segments_reanchor
 from sessions import audit
 from sessions.models import Meeting
 
@@ -45,6 +46,10 @@ class NoteConflict(NoteError):
 
 
 class NoteLocked(NoteError):
+    """The note is not in a state that allows this save (submitted, or not the author's)."""
+
+
+class NoteTooLong(NoteError):
     pass
 
 
@@ -106,7 +111,7 @@ def clean_texts(note: FieldNote, texts: dict) -> dict[int, str]:
             raise NoteError("Section text must be text.")
         text = normalise(value)
         if len(text) > MAX_SECTION_CHARS:
-            raise NoteError(
+            raise NoteTooLong(
                 f"A section can hold at most {MAX_SECTION_CHARS:,} characters; this one has {len(text):,}. "
                 "Shorten it or move part of it to another section."
             )
@@ -135,7 +140,9 @@ def _save(*, note: FieldNote, base_version: int, texts: dict, actor, action: str
             note=note, version=note.version, action=action, reason=reason, saved_by=actor
         )
         changed = []
-        for section in note.sections.filter(pk__in=cleaned).select_for_update():
+        # The conditional UPDATE above holds the note's row lock until commit, so no
+        # other save of this note can interleave with these section writes.
+        for section in note.sections.filter(pk__in=cleaned).order_by("pk"):
             text = cleaned[section.pk]
             if text != section.text:
                 section.text = text
@@ -204,8 +211,11 @@ def note_amend(*, note: FieldNote, base_version: int, texts: dict, reason: str, 
     if not reason:
         raise NoteError("Say why the note is amended; the reason is kept with the history.")
     with transaction.atomic():
+        old_texts = dict(note.sections.values_list("pk", "text"))
         saved = _save(note=note, base_version=base_version, texts=texts, actor=actor,
                       action=NoteVersion.Action.AMEND, reason=reason, allowed_status=FieldNote.Status.SUBMITTED)
+        # Coded segments follow their text into the amended version, or are flagged for review.
+        segments_reanchor(old_texts=old_texts, actor=actor)
         audit.record(actor=actor, action="fieldnote.amend", obj=note, course=note.meeting.group.course,
                      summary=f"Amended field note for {note.meeting} (v{saved.version})",
                      changes={"reason": [None, reason]})

@@ -52,7 +52,8 @@ def course_detail(request, pk):
     return render(
         request,
         "sessions/course_detail.html",
-        {"course": course, "groups": groups, "is_admin": Role.ADMIN in roles, "is_leader": Role.LEADER in roles},
+        {"course": course, "groups": groups, "is_admin": Role.ADMIN in roles, "is_leader": Role.LEADER in roles,
+         "is_researcher": Role.RESEARCHER in roles},
     )
 
 

@@ -6,6 +6,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from fieldnotes.reminders import notes_to_write
+
 from ..access import courses_for, get_access, groups_for
 from .courses import can_create_course
 from ..models import Consent, Meeting, Participant, Role
@@ -44,10 +46,10 @@ def dashboard(request):
         context["consent_gaps"] = [p for p in participants if p.current_consent is None]
 
     if Role.COLEADER in roles:
+        coled = groups_for(request, Role.COLEADER)
         context["coleader_upcoming"] = (
-            Meeting.objects.filter(group__in=groups_for(request, Role.COLEADER))
-            .upcoming()
-            .select_related("group__course")[:UPCOMING_LIMIT]
+            Meeting.objects.filter(group__in=coled).upcoming().select_related("group__course")[:UPCOMING_LIMIT]
         )
+        context["notes_to_write"] = notes_to_write(request.user, coled, now)
 
     return render(request, "sessions/dashboard.html", context)

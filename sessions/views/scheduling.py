@@ -20,6 +20,8 @@ from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.views.decorators.http import require_GET, require_http_methods
 
+from fieldnotes.panels import meeting_notes_panel
+
 from ..access import get_access, get_group_for, get_meeting_for, groups_for, meetings_for
 from ..forms.scheduling import AttendanceForm, CancelForm, CaseForm, MeetingForm, SeriesForm
 from ..models import CasePresentation, Meeting, Role
@@ -181,6 +183,7 @@ def meeting_detail(request, pk):
         "participant_count": group.participants.count(),
         "cases": meeting.cases.select_related("presenter"),
         "schedule": group.meetings.order_by("starts_at", "number"),
+        "notes": meeting_notes_panel(request, meeting),
     }
     if can_manage:
         context["attendance_refusal"] = services.attendance_refusal(meeting)

@@ -1,5 +1,9 @@
 """Load the demo course, modelled on the study: two groups, 9 students, 15 sessions each.
 
+Every held session gets both co-leaders' submitted field notes, except the
+latest held session of the Tuesday group: there coleader1 has a draft and
+coleader2 has not started (the prose is in fieldnotes/demo.py).
+
 Idempotent: when the demo course exists, nothing changes. Demo users exist only
 because someone ran this; it refuses to run with DEBUG off unless told
 `--allow-production`.
@@ -13,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from fieldnotes.demo import seed_field_notes
 from sessions.models import Course, Group, Role
 from sessions.services import consent as consent_services
 from sessions.services import courses as course_services
@@ -74,7 +79,7 @@ CONSENT_TEXT = (
 
 
 class Command(BaseCommand):
-    help = "Create the demo course, its people and its sessions (once)."
+    help = "Create the demo course, its people, its sessions and their field notes (once)."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -187,6 +192,7 @@ class Command(BaseCommand):
             participants[group_index].append(participant)
 
         self._hold_past_sessions(groups, participants, users["leader"])
+        seed_field_notes(groups=groups, coleaders=(users["coleader1"], users["coleader2"]), draft_group=groups[0])
 
     def _hold_past_sessions(self, groups, participants, leader):
         titles = iter(CASE_TITLES * 3)
