@@ -34,6 +34,20 @@ def test_seed_demo_builds_the_study_shaped_course_once(db, settings):
     assert Membership.objects.filter(user__username="admin", course=course, role=Role.ADMIN).exists()
     assert Membership.objects.filter(user__username="coleader1", role=Role.COLEADER).count() == 2
 
+    # A study in progress: coding by researcher1, memos, a closed double-coding round with researcher2.
+    from analysis.models import CodedSegment, CodingRound, Memo
+
+    shared = CodedSegment.objects.research(course)
+    assert shared.filter(coder__username="researcher1").count() == shared.count() > 50
+    assert shared.filter(code__name="Role confusion").exists()
+    closed = CodingRound.objects.get(course=course)
+    assert closed.status == "closed"
+    assert set(closed.coders.values_list("username", flat=True)) == {"researcher1", "researcher2"}
+    assert closed.segments.filter(coder__username="researcher2").exists()
+    assert Memo.objects.filter(course=course).count() >= 3
+    for segment in shared:
+        assert segment.section.text[segment.start:segment.end] == segment.quote
+
     counts = (AuditEvent.objects.count(), Meeting.objects.count(), CasePresentation.objects.count(), User.objects.count())
     call_command("seed_demo")
     assert counts == (

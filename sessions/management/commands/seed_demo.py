@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from analysis.demo import seed_coding
 from fieldnotes.demo import seed_field_notes
 from sessions.models import Course, Group, Role
 from sessions.services import consent as consent_services
@@ -193,6 +194,7 @@ class Command(BaseCommand):
 
         self._hold_past_sessions(groups, participants, users["leader"])
         seed_field_notes(groups=groups, coleaders=(users["coleader1"], users["coleader2"]), draft_group=groups[0])
+        seed_coding(course=course, researcher1=users["researcher1"], researcher2=users["researcher2"])
 
     def _hold_past_sessions(self, groups, participants, leader):
         titles = iter(CASE_TITLES * 3)
