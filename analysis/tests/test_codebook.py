@@ -29,7 +29,7 @@ def case_section(world):
         Consent.objects.create(participant=p, form=world.form, form_version=1, decision="given", method="paper",
                                decided_at=meeting.starts_at - timedelta(days=1), recorded_by=world.leader)
         Attendance.objects.create(meeting=meeting, participant=p, present=True)
-    case = CasePresentation.objects.create(meeting=meeting, presenter=world.participants[0], order=1,
+    CasePresentation.objects.create(meeting=meeting, presenter=world.participants[0], order=1,
                                            title="Alone on call")
     note = notes.note_open(meeting=meeting, author=world.coleader1)
     section = note.sections.get(kind="case")

@@ -23,6 +23,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from balint.decorators import login_required_json
+
 from .. import services
 from ..access import (
     eligible_sections,
@@ -39,23 +41,6 @@ QUOTE_EXCERPT = 90
 
 
 # --- Helpers ------------------------------------------------------------------
-
-
-def login_required_json(view):
-    """Like login_required, but answers 401 JSON instead of redirecting: the
-    coding page keeps its state and tells the researcher to log in again."""
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return JsonResponse(
-                {"error": "login_required", "message": "Your login has expired. Log in again in another tab, "
-                 "then try once more.", "login_url": reverse("login")},
-                status=401,
-            )
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 class BadRequest(Exception):

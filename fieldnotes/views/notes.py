@@ -8,11 +8,9 @@ with the same rules. Every save carries the version it was based on.
 from __future__ import annotations
 
 import json
-from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -21,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from balint.decorators import login_required_json
 from sessions.access import get_access
 from sessions.models import Meeting, Role
 
@@ -39,30 +38,6 @@ PROMPTS = {
 
 
 # --- Helpers ------------------------------------------------------------------
-
-
-def login_required_json(view=None, *, forms_too=False):
-    """Like login_required, but answers 401 JSON instead of redirecting, so
-    the editor can keep the typed text and ask the author to log in again.
-    With `forms_too`, a plain form post (not asking for JSON) is redirected
-    to the login page as usual."""
-    if view is None:
-        return lambda v: login_required_json(v, forms_too=forms_too)
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            wants_json = "application/json" in request.headers.get("Accept", "")
-            if forms_too and not wants_json:
-                return redirect_to_login(request.get_full_path())
-            return JsonResponse(
-                {"error": "login_required", "message": "Your login has expired. Your text is kept in this browser: "
-                 "log in again and it will be restored.", "login_url": reverse("login")},
-                status=401,
-            )
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _texts_from_post(request, note: FieldNote) -> dict[int, str]:
