@@ -196,6 +196,10 @@ def segment_create(*, section: NoteSection, code: Code, coder, start: int, end: 
         raise CodingError("That code belongs to another course.")
     if round is not None and not round.is_open:
         raise CodingError("This double-coding round is closed.")
+    duplicate = CodedSegment.objects.filter(section=section, code=code, coder=coder, start=start, end=end,
+                                            round=round)
+    if duplicate.exists():
+        raise CodingError(f"You have already coded exactly this text as “{code.name}”.")
     segment = CodedSegment.objects.create(
         section=section, code=code, coder=coder, start=start, end=end, quote=section.text[start:end],
         section_revision=section.revision, round=round,

@@ -225,3 +225,14 @@ def test_only_the_author_edits_a_memo(client, world):
     assert client.post(reverse("analysis:memo_edit", args=[memo.pk]), {"text": "theirs"}).status_code == 404
     memo.refresh_from_db()
     assert memo.text == "mine"
+
+
+def test_the_same_code_on_exactly_the_same_text_twice_is_refused(world, codes, case_section):
+    code = codes["Role confusion"]
+    services.segment_create(section=case_section, code=code, coder=world.researcher1, start=0, end=10)
+    with pytest.raises(services.CodingError, match="already coded exactly this text"):
+        services.segment_create(section=case_section, code=code, coder=world.researcher1, start=0, end=10)
+    # overlapping is fine, and so is another coder on the same text
+    services.segment_create(section=case_section, code=code, coder=world.researcher1, start=5, end=15)
+    services.segment_create(section=case_section, code=code, coder=world.researcher2, start=0, end=10)
+    assert CodedSegment.objects.filter(code=code).count() == 3
