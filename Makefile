@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: run test install install-dev migrate seed worker beat clean
+.PHONY: run test install install-dev migrate seed worker beat bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ worker: install
 
 beat: install
 	$(BIN)/celery -A balint beat --loglevel=INFO
+
+# Benchmarks (bench/run.py): not tests, they print numbers. Needs only PostgreSQL
+# (PGHOST/PGPORT/PGUSER as for psql; default 127.0.0.1:5432 as postgres); creates
+# and drops its own databases balint_bench_30/300/3000. BENCH_ARGS="--sizes 300 --keep".
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

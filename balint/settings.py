@@ -55,10 +55,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "balint.middleware.DatabaseUnavailableMiddleware",
+    "balint.middleware.RequestTooLargeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "balint.middleware.IdleSessionRefreshMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "balint.middleware.NoStoreForSignedInMiddleware",
+    "balint.middleware.ActivityLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -173,7 +178,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60 * 60,
         "options": {"expires": 50 * 60},
     },
+    # Reports whose worker stopped beating are queued again or failed; queued
+    # reports no worker took are handed to the broker again (analysis.jobs).
+    "sweep-stale-reports": {
+        "task": "analysis.tasks.sweep_reports",
+        "schedule": 60,
+        "options": {"expires": 50},
+    },
 }
+# A running report whose heartbeat is older than this many seconds has lost
+# its worker; the sweep re-queues it (or fails it after three attempts).
+REPORT_HEARTBEAT_TIMEOUT = int(os.environ.get("REPORT_HEARTBEAT_TIMEOUT", "120"))
 # A co-leader is reminded by e-mail when their note is still missing this many
 # hours after the session ended.
 NOTE_REMINDER_HOURS = int(os.environ.get("NOTE_REMINDER_HOURS", "48"))
@@ -187,7 +202,12 @@ if os.environ.get("EMAIL_BACKEND"):
 
 # Security. Cookies and HSTS are strict whenever DEBUG is off.
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(8 * 60 * 60)))
+# Idle timeout: a session ends SESSION_COOKIE_AGE seconds (2 h by default)
+# after the last request. balint.middleware.IdleSessionRefreshMiddleware moves
+# the expiry forward every few minutes of activity (not a write per request, as
+# SESSION_SAVE_EVERY_REQUEST would be); logout and deactivation delete the row.
+SESSION_ENGINE = "balint.session_store"
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(2 * 60 * 60)))
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
@@ -221,11 +241,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Calendar-feed and password-reset tokens in logged paths are replaced (balint/logging.py).
+    "filters": {"redact_secrets": {"()": "balint.logging.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        # runserver's request lines, through the same redacting handler.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 

@@ -58,7 +58,8 @@ def case_coding_set(request, pk):
         messages.error(request, "Choose a code of this course's codebook.")
         return redirect("analysis:case_analysis", pk=case.pk)
     try:
-        services.case_coding_set(case=case, code=code, actor=request.user, why=request.POST.get("why", ""))
+        services.case_coding_set(case=case, code=code, actor=request.user,
+                                 why=request.POST.get("why", "").replace("\x00", ""))  # PostgreSQL refuses NUL
     except services.CodingError as error:
         messages.error(request, str(error))
     else:

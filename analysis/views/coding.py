@@ -58,7 +58,7 @@ def _error(message: str, error: str = "invalid", status: int = 400) -> JsonRespo
 def _json_body(request) -> dict:
     try:
         data = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep to parse
         raise BadRequest("The request was not valid JSON.", "bad_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The request must be a JSON object.", "bad_json")

@@ -56,8 +56,9 @@ def _target(request, course, kind: str, pk: str):
 
 def _safe_next(request, fallback):
     target = request.POST.get("next") or request.GET.get("next")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                                  require_https=request.is_secure()):
+    # A path on this site only: redirect() would take a bare word such as "0" for a view name (a 500).
+    if target and target.startswith("/") and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
     return fallback
 
@@ -66,7 +67,7 @@ def _safe_next(request, fallback):
 @require_GET
 def memo_list(request, pk):
     course = get_research_course(request, pk)
-    query = request.GET.get("q", "").strip()
+    query = request.GET.get("q", "").replace("\x00", "").strip()  # PostgreSQL refuses NUL
     memos = visible_memos(request, course).select_related("author", "code", "case", "round", "section__case")
     if query:
         memos = memos.filter(Q(title__icontains=query) | Q(text__icontains=query))

@@ -51,7 +51,7 @@ def _texts_from_post(request, note: FieldNote) -> dict[int, str]:
 def _base_version(raw) -> int:
     try:
         version = int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise services.NoteError("The form is missing the note's version; reload the page (your text is kept).") from None
     if version < 0:
         raise services.NoteError("The note's version is not valid.")
@@ -169,7 +169,7 @@ def note_autosave(request, pk):
         payload = json.loads(request.body)
     except RequestDataTooBig:
         return JsonResponse({"error": "too_big", "message": "The note is too large to save in one go."}, status=413)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep to parse
         return JsonResponse({"error": "invalid", "message": "The save could not be read; your text is kept."},
                             status=400)
     if not isinstance(payload, dict) or not isinstance(payload.get("sections"), dict):

@@ -18,6 +18,15 @@ from ..models import CasePresentation, Group, Meeting, Participant
 from ..services.scheduling import MAX_DURATION_MINUTES, local_to_utc, series_starts
 
 MAX_SERIES = 100
+# Sessions are scheduled within this range; far outside it the date arithmetic
+# (a series, a session's end, the UTC conversion) would overflow.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+
+
+def _in_range(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise forms.ValidationError(f"Choose a date between {FIRST_DAY.year} and {LAST_DAY.year}.")
+    return day
 
 
 def _helper(*fields) -> FormHelper:
@@ -63,6 +72,9 @@ class MeetingForm(_WhenFields):
     @classmethod
     def initial_for_group(cls, group: Group) -> dict:
         return {"duration_minutes": group.default_duration_minutes, "place": group.default_place}
+
+    def clean_date(self):
+        return _in_range(self.cleaned_data["date"])
 
     @classmethod
     def initial_for_meeting(cls, meeting: Meeting) -> dict:
@@ -147,6 +159,9 @@ class SeriesForm(_WhenFields):
             "duration_minutes": group.default_duration_minutes,
             "place": group.default_place,
         }
+
+    def clean_first_date(self):
+        return _in_range(self.cleaned_data["first_date"])
 
     def clean_skip_dates(self):
         return parse_dates(self.cleaned_data["skip_dates"])

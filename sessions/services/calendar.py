@@ -8,6 +8,7 @@ someone): a feed URL can end up in places a page never would.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from datetime import timezone as dt_timezone
@@ -19,6 +20,7 @@ from .. import audit
 from ..models import GROUP_ROLES, CalendarFeed, Group, Meeting, Membership, new_feed_token
 
 PRODID = "-//Balint groups//Sessions//EN"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what new_feed_token (token_urlsafe) makes
 UID_DOMAIN = "balint-groups"
 
 
@@ -85,6 +87,8 @@ def feed_meetings(feed: CalendarFeed):
 
 def feed_for_token(token: str) -> CalendarFeed | None:
     """The feed at `token`, or None when it is unknown, revoked, or its owner deactivated."""
+    if not _TOKEN.fullmatch(token):  # e.g. a NUL byte, which PostgreSQL would refuse with an error
+        return None
     feed = CalendarFeed.objects.select_related("user").filter(token=token).first()
     if feed is None or not feed.user.is_active:
         return None

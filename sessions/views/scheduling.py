@@ -275,7 +275,7 @@ def attendance(request, pk):
         return redirect("sessions:meeting_detail", pk=meeting.pk)
 
     if form.is_bound:
-        ticked = {int(v) for v in form.data.getlist("present") if v.isdigit()}
+        ticked = {int(v) for v in form.data.getlist("present") if v.isdecimal()}  # isdigit() lets "²" through
     else:
         ticked = {a.participant_id for a in meeting.attendance.all() if a.present}
     rows = [{"participant": p, "present": p.pk in ticked} for p in participants]

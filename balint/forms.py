@@ -1,0 +1,25 @@
+"""The login forms (the app's and the Django admin's)."""
+
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.validators import MaxLengthValidator
+
+
+class _UsernameLengthChecked:
+    """AuthenticationForm puts the username's maximum length on the widget only,
+    so an overlong username went on to authenticate() and to django-axes, whose
+    record of the failed attempt could not store it (a 500 on PostgreSQL). No
+    account has such a name, so refusing it before logging in tells nothing."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators.append(MaxLengthValidator(field.max_length))
+
+
+class LoginForm(_UsernameLengthChecked, AuthenticationForm):
+    pass
+
+
+class AdminLoginForm(_UsernameLengthChecked, AdminAuthenticationForm):
+    pass
