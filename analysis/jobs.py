@@ -257,7 +257,7 @@ def build(report: Report, progress: Progress) -> Built:
                 part(0, "Building the summary report")
                 builder = _builder("report", "The summary report")
                 for name, content in builder.build_report(
-                    course, include_memos=report.include_memos,
+                    course, include_memos=report.include_memos, data_hash=data_hash,
                     progress=lambda pct, stage, part=part: part(pct, f"Summary report: {stage}"),
                 ).items():
                     add(name, content)

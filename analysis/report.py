@@ -195,10 +195,11 @@ def render_pdf(html: str) -> bytes:
     return HTML(string=html, base_url=None).write_pdf()
 
 
-def build_report(course: Course, *, include_memos: bool, progress: Callable[[int, str], None]) -> dict[str, bytes]:
+def build_report(course: Course, *, include_memos: bool, progress: Callable[[int, str], None],
+                 data_hash: str | None = None) -> dict[str, bytes]:
     """Collect, draw, render and print the course's report: {"report.html": ..., "report.pdf": ...}."""
     progress(0, "Reading the course's research data")
-    data = collect(course, include_memos=include_memos)
+    data = collect(course, include_memos=include_memos, data_hash=data_hash)
     progress(35, "Drawing the charts")
     figures = draw_charts(data)
     progress(60, "Writing the HTML report")

@@ -42,6 +42,7 @@ from sessions.models import CasePresentation, Consent, Course, Meeting, Particip
 from . import queries
 from .models import CaseCoding, Category, CodebookChange, CodedSegment, CodingRound, Memo
 from .rounds import round_comparison
+from .tidy import fingerprint
 
 QUOTES_PER_CODE = 3
 QUOTE_MAX_CHARS = 400
@@ -462,8 +463,12 @@ class _Scope:
     scrub: NameScrubber
 
 
-def collect(course: Course, *, include_memos: bool = False) -> ReportData:
-    """Everything the report says about `course`, read in a few dozen aggregate queries."""
+def collect(course: Course, *, include_memos: bool = False, data_hash: str | None = None) -> ReportData:
+    """Everything the report says about `course`, read in a few dozen aggregate queries.
+
+    `data_hash` is tidy.fingerprint(course) when the caller has it already
+    (the report job computes it once for all the files it builds).
+    """
     eligible = NoteSection.objects.research_eligible().filter(note__meeting__group__course=course)
     segments = CodedSegment.objects.research(course)
     case_codings = queries.visible_case_codings(eligible)
@@ -493,7 +498,7 @@ def collect(course: Course, *, include_memos: bool = False) -> ReportData:
         agreement=_agreement(scope),
         codebook=_codebook(scope),
         memos=_memos(scope) if include_memos else None,
-        methods=_methods(scope),
+        methods=_methods(scope, data_hash=data_hash if data_hash is not None else fingerprint(course)),
     )
 
 
@@ -791,7 +796,7 @@ def _memos(scope: _Scope) -> list[MemoItem]:
     return out
 
 
-def _methods(scope: _Scope) -> Methods:
+def _methods(scope: _Scope, *, data_hash: str) -> Methods:
     course = scope.course
     tz = course.tz
     sections = scope.eligible.annotate(length=Length("text")).filter(length__gt=0)
@@ -803,12 +808,6 @@ def _methods(scope: _Scope) -> Methods:
     first = scope.meetings[0].starts_at if scope.meetings else None
     last = scope.meetings[-1].starts_at if scope.meetings else None
     chars = sections.aggregate(n=Sum("length"))["n"] or 0
-    try:
-        from .tidy import fingerprint
-    except ImportError:  # the tidy export is not part of every deployment
-        data_hash = ""
-    else:
-        data_hash = fingerprint(course)
     return Methods(
         notes=FieldNote.objects.filter(pk__in=notes).count(),
         coleaders=FieldNote.objects.filter(pk__in=notes).values("author").distinct().count(),
