@@ -127,7 +127,7 @@ def test_a_working_session_logs_who_did_what_and_when_but_no_secrets(world, cons
     activity = [line for line in lines if " balint.activity " in line]
     assert all(TIMESTAMP.match(line) for line in activity)
     expected = [
-        f"user=- POST /accounts/login/ 200",
+        "user=- POST /accounts/login/ 200",
         f"user={world.coleader1.pk} POST /accounts/login/ 302",
         f"user={world.coleader1.pk} POST {autosave} 200",
         f"user={world.coleader1.pk} POST /notes/{note.pk}/submit/ 302",

@@ -256,11 +256,12 @@ def test_json_answers_and_refusals_are_not_stored_either(client, world):
     assert refused.status_code == 404 and "no-store" in refused["Cache-Control"]
 
 
-def test_public_pages_stay_cacheable_where_nothing_private_is_shown(client, world):
-    """The rule is about signed-in answers; the health check sets its own never_cache."""
-    response = client.get(reverse("login"))
+def test_static_files_stay_cacheable_for_signed_in_users(client, world):
+    """WhiteNoise answers before the no-store rule: stylesheets and scripts hold nothing private."""
+    client.force_login(world.leader)
+    response = client.get("/static/css/app.css")
     assert response.status_code == 200
-    assert "public" not in response.get("Cache-Control", "")
+    assert "no-store" not in response.get("Cache-Control", "")
 
 
 # --- Mass assignment -------------------------------------------------------------------
@@ -460,3 +461,14 @@ def test_case_coding_and_round_extra_fields_change_nothing(client, world):
     new_round = CodingRound.objects.get(name="Round three")
     assert (new_round.course, new_round.created_by, new_round.status, new_round.closed_at) == (
         world.course, world.researcher1, CodingRound.Status.OPEN, None)
+
+
+def test_public_routes_refuse_the_methods_they_do_not_take(client, world):
+    """The routes outside the matrix (no login needed) refuse other methods too, and change nothing."""
+    feed = CalendarFeed.objects.create(user=world.coleader1)
+    before = db_snapshot()
+    for url in (reverse("healthz"), reverse("sessions:feed_ics", args=[feed.token])):
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            assert client.generic(method, url).status_code == 405, f"{method} {url}"
+    assert client.get(reverse("logout")).status_code == 405
+    assert db_changes(before, db_snapshot()) == {}
