@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (see run.py). Not tests: they print numbers and assert nothing."""
