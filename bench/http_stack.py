@@ -247,7 +247,13 @@ def run(workers: int, clients: int, seconds: float, seq_count: int) -> list[dict
             results[name] = {**seq, **conc}
     finally:
         server.stop()
+    for metrics in results.values():
+        # gunicorn's CPU per answered request: other load on the machine
+        # slows everything, but hardly changes this (PostgreSQL's CPU is not in it).
+        done = max(1, metrics["conc_requests"])
+        metrics["conc_server_cpu_ms_per_request"] = round(metrics["conc_server_cpu_s"] * 1000 / done, 2)
     lines = []
+    floor_cpu = results["floor"]["conc_server_cpu_ms_per_request"]
     floor_rps = results["floor"]["conc_rps"]
     floor_auth_rps = results["floor_auth"]["conc_rps"]
     for name, metrics in results.items():
@@ -255,12 +261,14 @@ def run(workers: int, clients: int, seconds: float, seq_count: int) -> list[dict
         metrics["conc_rps_ratio_to_floor"] = round(metrics["conc_rps"] / floor_rps, 3) if floor_rps else None
         metrics["conc_rps_ratio_to_floor_auth"] = (round(metrics["conc_rps"] / floor_auth_rps, 3)
                                                    if floor_auth_rps else None)
+        metrics["conc_cpu_ratio_to_floor"] = round(metrics["conc_server_cpu_ms_per_request"] / floor_cpu, 1)
         lines.append(common.emit(
             f"http_{name}", notes, metrics,
             units={"seq_errors": "count", "seq_requests": "count", "conc_requests": "count",
                    "conc_errors": "count", "conc_server_cpu_s": "CPU s", "conc_client_cpu_s": "CPU s",
                    "conc_machine_busy_cores": "cores", "conc_machine_cores": "cores",
-                   "conc_rps_ratio_to_floor": "x", "conc_rps_ratio_to_floor_auth": "x"},
+                   "conc_rps_ratio_to_floor": "x", "conc_rps_ratio_to_floor_auth": "x",
+                   "conc_server_cpu_ms_per_request": "CPU ms", "conc_cpu_ratio_to_floor": "x"},
             statuses={str(k): v for k, v in sorted(statuses.items())},
             workers=workers, clients=clients, duration_s=seconds, path=endpoints[name][0],
             how="gunicorn sync workers on 127.0.0.1 behind no proxy (X-Forwarded-Proto: https); asyncio client, "
