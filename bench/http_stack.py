@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -210,6 +211,21 @@ async def concurrent(port: int, paths, cookies: list[str], seconds: float, serve
     }
 
 
+def postmaster_started() -> str:
+    """When PostgreSQL last started: a change during a phase means something
+    else on the machine restarted it, and that phase's errors are its 503s."""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_postmaster_start_time()")
+            return str(cursor.fetchone()[0])
+    except Exception as error:  # down right now: that is a restart too
+        return f"unavailable ({type(error).__name__})"
+    finally:
+        connection.close()
+
+
 def run(workers: int, clients: int, seconds: float, seq_count: int) -> list[dict]:
     from django.conf import settings
     from django.db import connections
@@ -231,7 +247,7 @@ def run(workers: int, clients: int, seconds: float, seq_count: int) -> list[dict
         "coding_page": [reverse("analysis:coding_page", args=[pk]) for pk in sections],
         "segments_first_page": [search],
     }
-    connections.close_all()  # the server has its own; keep this process out of the database
+    connections.close_all()  # the server has its own; this process only looks in between phases
 
     log_dir = tempfile.mkdtemp(prefix="balint-bench-gunicorn-")
     server = Gunicorn(workers, log_dir)
@@ -239,14 +255,16 @@ def run(workers: int, clients: int, seconds: float, seq_count: int) -> list[dict
     try:
         server.start()
         for name, paths in endpoints.items():
+            started = postmaster_started()
             rotation = itertools.cycle(paths)
             # Warm every worker: compiled templates, open database connections.
             asyncio.run(sequential(server.port, rotation, cookies[0], max(20, 4 * workers), seconds))
             seq = asyncio.run(sequential(server.port, rotation, cookies[0], seq_count, min(seconds, 5.0)))
             conc = asyncio.run(concurrent(server.port, rotation, cookies, seconds, server))
-            results[name] = {**seq, **conc}
+            results[name] = {**seq, **conc, "_restarted": postmaster_started() != started}
     finally:
         server.stop()
+    shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed, for its log
     for metrics in results.values():
         # gunicorn's CPU per answered request: other load on the machine
         # slows everything, but hardly changes this (PostgreSQL's CPU is not in it).
@@ -258,6 +276,7 @@ def run(workers: int, clients: int, seconds: float, seq_count: int) -> list[dict
     floor_auth_rps = results["floor_auth"]["conc_rps"]
     for name, metrics in results.items():
         statuses = metrics.pop("_statuses")
+        restarted = metrics.pop("_restarted")
         metrics["conc_rps_ratio_to_floor"] = round(metrics["conc_rps"] / floor_rps, 3) if floor_rps else None
         metrics["conc_rps_ratio_to_floor_auth"] = (round(metrics["conc_rps"] / floor_auth_rps, 3)
                                                    if floor_auth_rps else None)
@@ -269,7 +288,7 @@ def run(workers: int, clients: int, seconds: float, seq_count: int) -> list[dict
                    "conc_machine_busy_cores": "cores", "conc_machine_cores": "cores",
                    "conc_rps_ratio_to_floor": "x", "conc_rps_ratio_to_floor_auth": "x",
                    "conc_server_cpu_ms_per_request": "CPU ms", "conc_cpu_ratio_to_floor": "x"},
-            statuses={str(k): v for k, v in sorted(statuses.items())},
+            statuses={str(k): v for k, v in sorted(statuses.items())}, postgres_restarted=restarted,
             workers=workers, clients=clients, duration_s=seconds, path=endpoints[name][0],
             how="gunicorn sync workers on 127.0.0.1 behind no proxy (X-Forwarded-Proto: https); asyncio client, "
                 "new connection per request; conc_* = clients in parallel for duration_s",
