@@ -71,6 +71,7 @@ from django.db.models import Max
 from django.utils import timezone
 from lxml import etree
 
+from balint.safezip import looks_like_a_bomb
 from fieldnotes import identifiers
 from fieldnotes.models import MAX_SECTION_CHARS, FieldNote, NoteSection, NoteVersion, SectionRevision
 from fieldnotes.services import note_sync_sections
@@ -561,7 +562,6 @@ def open_qdpx(data: bytes) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]
     if len(members) > MAX_ZIP_ENTRIES:
         raise QdaError(f"The .qdpx file holds {len(members):,} files; at most {MAX_ZIP_ENTRIES:,} are accepted. "
                        "Nothing was imported.")
-    total = 0
     by_name: dict[str, zipfile.ZipInfo] = {}
     for member in members:
         for name in {member.filename, member.orig_filename}:
@@ -576,16 +576,14 @@ def open_qdpx(data: bytes) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]
                            "never needs; it was refused. Nothing was imported.")
         if member.flag_bits & 0x1:
             raise QdaError("The .qdpx file is password-protected; export it again without a password.")
-        if member.file_size > RATIO_FLOOR_BYTES and member.file_size > member.compress_size * MAX_RATIO:
-            raise _bomb()
-        total += member.file_size
-        if total > MAX_UNPACKED_BYTES:
-            raise _bomb()
         key = member.filename.casefold()
         if key in by_name:
             raise QdaError(f"The .qdpx file holds “{member.filename[:100]}” twice; it is damaged. "
                            "Nothing was imported.")
         by_name[key] = member
+    if looks_like_a_bomb(members, max_unpacked=MAX_UNPACKED_BYTES, max_ratio=MAX_RATIO,
+                         ratio_floor=RATIO_FLOOR_BYTES):
+        raise _bomb()
     return archive, by_name
 
 

@@ -23,6 +23,8 @@ from docx.oxml.ns import qn
 from odf import opendocument
 from odf.namespaces import DRAWNS, OFFICENS, TEXTNS
 
+from balint.safezip import looks_like_a_bomb
+
 
 class DocumentError(ValueError):
     """A file that cannot be read as a note; str(e) is a message for the user."""
@@ -200,14 +202,8 @@ def _open_zip(name: str, data: bytes, kind: str, resave: str) -> zipfile.ZipFile
 
     if any(member.flag_bits & 0x1 for member in members):
         raise _password_protected(name)
-    total = 0
-    for member in members:
-        total += member.file_size
-        if member.file_size > RATIO_FLOOR_BYTES and (
-            member.file_size > member.compress_size * MAX_RATIO
-        ):
-            raise _bomb(name, resave)
-    if total > MAX_UNPACKED_BYTES:
+    if looks_like_a_bomb(members, max_unpacked=MAX_UNPACKED_BYTES, max_ratio=MAX_RATIO,
+                         ratio_floor=RATIO_FLOOR_BYTES):
         raise _bomb(name, resave)
 
     try:
