@@ -310,44 +310,162 @@ def _form_pattern(form: str) -> str:
     return "|".join(sorted(alternatives, key=len, reverse=True))
 
 
+# Names are looked up word by word, not with one regex of every name: the
+# text is cut once into words (runs of word characters), and each word, with
+# the word after it, is looked up in dicts of the name forms by their first
+# word, or by their first two words. Only the few forms found there are then
+# tried at that position, with a regex of just those forms in the order one
+# regex of all names would try them, so the result is the same as that
+# regex's. The cost follows the length of the text, not the number of
+# participants.
+#
+# The dicts only have to find every form that could match (the regex
+# decides), so the key may be coarser than re.IGNORECASE, never finer.
+# _name_key folds case so that any two characters re.IGNORECASE takes for
+# each other get the same key ("I", "i", "ı" and "İ"; "s" and "ſ"; "ß" and
+# "ẞ"), and re.IGNORECASE never takes a word character for a character that
+# is not one: so each word of a name matches a whole word of the text.
+# test_identifiers checks both for every cased character.
+_WORD_RUN = re.compile(rf"[\w{_COMBINING}]+")
+
+
+def _name_key(word: str) -> str:
+    """The dict key of a word: equal for words re.IGNORECASE takes as equal."""
+    return word.replace("\u0130", "i").lower().upper()
+
+
+def _first_words(spelling: str) -> set[tuple[str, str | None]] | None:
+    """The keys of a form's first word and of its second (None for a one-word
+    form), for its composed and its decomposed spelling (the two that
+    _form_pattern matches). None for a form not to look up by its words: one
+    that does not start with a word, or (a safeguard; no such character is
+    known) has a cased character between its words."""
+    keys = set()
+    for s in {unicodedata.normalize(nf, spelling) for nf in ("NFC", "NFD")}:
+        words = _WORD_RUN.findall(s)
+        if not words or not s.startswith(words[0]):
+            return None
+        if any(not ch.isspace() and (ch.lower() != ch or ch.upper() != ch) for ch in _WORD_RUN.sub("", s)):
+            return None
+        keys.add((_name_key(words[0]), _name_key(words[1]) if len(words) > 1 else None))
+    return keys
+
+
+class _NameMatcher:
+    """The name forms of a set of people, filed by their first words."""
+
+    def __init__(self, patterns: list[str], pseudonyms: tuple, first_words: list, others: list[int]):
+        self._patterns = patterns  # per form, in the order they are tried
+        self._pseudonyms = pseudonyms  # per form, sorted
+        self._labels: dict[int, tuple[str, str]] = {}
+        # first word -> one-word forms; (first word, second word) -> longer forms
+        self._one_word: dict[str, list[int]] = {}
+        self._two_words: dict[tuple[str, str], list[int]] = {}
+        for i, (first, second) in first_words:
+            if second is None:
+                self._one_word.setdefault(first, []).append(i)
+            else:
+                self._two_words.setdefault((first, second), []).append(i)
+        self._starts = set(self._one_word) | {first for first, _ in self._two_words}
+        self._compiled: dict[tuple[str, str | None], re.Pattern] = {}
+        # Forms that need not start with a word are searched for at every
+        # position, inside a lookahead so that every position is reported.
+        self._others = re.compile(f"(?={self._alternation(others)})", re.IGNORECASE) if others else None
+
+    def _alternation(self, forms: Iterable[int]) -> str:
+        groups = "|".join(f"(?P<n{i}>{self._patterns[i]})" for i in forms)
+        return f"{_NOT_AFTER_WORD}(?:{groups}){_NOT_BEFORE_WORD}"
+
+    def _pattern_for(self, first: str, second: str | None) -> re.Pattern | None:
+        """The forms that may start with these two words, as one regex."""
+        two_words = self._two_words.get((first, second), ()) if second is not None else ()
+        key = (first, second if two_words else None)
+        pattern = self._compiled.get(key)
+        if pattern is None:
+            forms = sorted({*self._one_word.get(first, ()), *two_words})
+            if not forms:
+                return None
+            pattern = self._compiled[key] = re.compile(self._alternation(forms), re.IGNORECASE)
+        return pattern
+
+    def label(self, form: int) -> tuple[str, str]:
+        """The suggestion and the message for a finding of this form."""
+        label = self._labels.get(form)
+        if label is None:
+            pseudonyms = self._pseudonyms[form]
+            if len(pseudonyms) == 1:
+                label = (pseudonyms[0], f"Matches the name of {pseudonyms[0]}")
+            else:
+                # Shared by several people: the author has to say who is meant.
+                label = ("", f"Matches the names of {', '.join(pseudonyms[:-1])} and {pseudonyms[-1]}")
+            self._labels[form] = label
+        return label
+
+    def matches(self, text: str) -> Iterable[tuple[int, int, int]]:
+        """(start, end, form) of each name in ``text``, as one regex of all the
+        forms finds them: at each position the first form in order that
+        matches there, the search going on from the end of each match."""
+        best: dict[int, tuple[int, int]] = {}  # start -> (form, end)
+        words = list(_WORD_RUN.finditer(text))
+        keys = [_name_key(word.group()) for word in words]
+        for n, key in enumerate(keys):
+            if key in self._starts:
+                pattern = self._pattern_for(key, keys[n + 1] if n + 1 < len(keys) else None)
+                match = pattern.match(text, words[n].start()) if pattern is not None else None
+                if match is not None:
+                    best[match.start()] = (int(match.lastgroup[1:]), match.end())
+        if self._others is not None:
+            for match in self._others.finditer(text):
+                form, start = int(match.lastgroup[1:]), match.start()
+                if start not in best or form < best[start][0]:
+                    best[start] = (form, match.end(match.lastgroup))
+        searched_to = 0
+        for start in sorted(best):
+            if start >= searched_to:
+                form, end = best[start]
+                yield start, end, form
+                searched_to = end
+
+
 @functools.lru_cache(maxsize=32)
-def _name_matcher(people: tuple[KnownPerson, ...]) -> tuple[re.Pattern | None, tuple]:
-    """One regex for all names, and the pseudonyms behind each of its groups."""
+def _name_matcher(people: tuple[tuple[str, str], ...]) -> _NameMatcher | None:
+    """The name forms of ``people``, (name, pseudonym) pairs, and the
+    pseudonyms behind each form. Cached by the pairs (plain strings hash and
+    compare fast), so any change of a name or pseudonym builds a new one."""
     pseudonyms_by_form: dict[str, set[str]] = {}
     spelling_by_form: dict[str, str] = {}
-    for person in people:
-        for form in _name_forms(person.name):
+    for name, pseudonym in people:
+        for form in _name_forms(name):
             key = _fold(form)
-            pseudonyms_by_form.setdefault(key, set()).add(person.pseudonym)
+            pseudonyms_by_form.setdefault(key, set()).add(pseudonym)
             spelling_by_form.setdefault(key, form)
     if not pseudonyms_by_form:
-        return None, ()
+        return None
     # Longest first, so "Helmi Mäkinen" is preferred to "Helmi" at one position.
     keys = sorted(pseudonyms_by_form, key=lambda k: (-len(k), k))
-    groups = "|".join(
-        f"(?P<n{i}>{_form_pattern(spelling_by_form[key])})" for i, key in enumerate(keys)
-    )
-    pattern = re.compile(
-        f"{_NOT_AFTER_WORD}(?:{groups}){_NOT_BEFORE_WORD}",
-        re.IGNORECASE,
-    )
-    return pattern, tuple(sorted(pseudonyms_by_form[key]) for key in keys)
-
-
-def _find_names(text: str, people: tuple[KnownPerson, ...]) -> Iterable[Finding]:
-    pattern, pseudonyms_by_group = _name_matcher(people)
-    if pattern is None:
-        return
-    for match in pattern.finditer(text):
-        pseudonyms = pseudonyms_by_group[int(match.lastgroup[1:])]
-        if len(pseudonyms) == 1:
-            suggestion = pseudonyms[0]
-            message = f"Matches the name of {suggestion}"
+    first_words: list[tuple[int, tuple[str, str | None]]] = []
+    others: list[int] = []
+    for i, key in enumerate(keys):
+        words = _first_words(spelling_by_form[key])
+        if words is None:
+            others.append(i)
         else:
-            # Shared by several people: the author has to say who is meant.
-            suggestion = ""
-            message = f"Matches the names of {', '.join(pseudonyms[:-1])} and {pseudonyms[-1]}"
-        yield Finding("name", match.start(), match.end(), match.group(), suggestion, message)
+            first_words.extend((i, w) for w in words)
+    return _NameMatcher(
+        patterns=[_form_pattern(spelling_by_form[key]) for key in keys],
+        pseudonyms=tuple(sorted(pseudonyms_by_form[key]) for key in keys),
+        first_words=first_words,
+        others=others,
+    )
+
+
+def _find_names(text: str, people: Iterable[KnownPerson]) -> Iterable[Finding]:
+    matcher = _name_matcher(tuple((person.name, person.pseudonym) for person in people))
+    if matcher is None:
+        return
+    for start, end, form in matcher.matches(text):
+        suggestion, message = matcher.label(form)
+        yield Finding("name", start, end, text[start:end], suggestion, message)
 
 
 # --- Putting it together -----------------------------------------------------
@@ -406,7 +524,7 @@ def find_identifiers(
         *_find_emails(text),
         *_find_phones(text),
         *_find_birth_dates(text),
-        *_find_names(text, tuple(people)),
+        *_find_names(text, people),
     ]
     # Drop ignored findings before resolving overlaps, so a confirmed string
     # does not hide a real identifier inside it.

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from analysis.services import segments_reanchor
 from sessions import audit
-from sessions.models import Meeting
+from sessions.models import Meeting, Participant
 
 from . import identifiers
 from .models import (
@@ -164,11 +164,19 @@ def note_save(*, note: FieldNote, base_version: int, texts: dict, actor) -> Note
 
 
 def unconfirmed_identifiers(note: FieldNote) -> dict[int, list[identifiers.Finding]]:
-    """The identifier check over every section, less what the author confirmed."""
-    people = [
-        identifiers.KnownPerson(name=p.name, pseudonym=p.pseudonym)
-        for p in note.meeting.group.course.participants.only("name", "pseudonym")
-    ]
+    """The identifier check over every section, less what the author confirmed.
+
+    Three queries (with the note's meeting and group loaded) however many
+    participants the course has: their names come as plain (name, pseudonym)
+    rows in the model's order, and the one tuple of them serves every section.
+    `identifiers` caches the name index it builds by the tuple's contents, so
+    an added or renamed participant gets a new one.
+    """
+    people = tuple(
+        identifiers.KnownPerson(name=name, pseudonym=pseudonym)
+        for name, pseudonym in Participant.objects.filter(course_id=note.meeting.group.course_id)
+        .values_list("name", "pseudonym")
+    )
     ignore = list(note.identifier_confirmations.values_list("text", flat=True))
     found = {}
     for section in note.sections.all():

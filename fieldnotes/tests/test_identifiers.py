@@ -1,9 +1,14 @@
 """The identifier check run on every saved field note. Pure Python: no database."""
 
+import random
+import re
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fieldnotes import identifiers
 from fieldnotes.identifiers import Finding, KnownPerson, find_identifiers, valid_hetu
 
 HELMI = KnownPerson("Helmi Mäkinen", "S3")
@@ -434,3 +439,185 @@ def test_million_characters_of_repetitive_input_completes(unit):
     text = unit * (1_000_000 // len(unit))
 
     find_identifiers(text, [HELMI])
+
+
+# --- Many participants ---------------------------------------------------------
+#
+# Names are looked up word by word in a dict of the participants' name forms
+# (fieldnotes/identifiers.py). What they must find is defined by the plain
+# way to do it, kept here as the reference: one regex with every form as an
+# alternative, longest first, searched left to right.
+
+
+def reference_names(text, people):
+    pseudonyms_by_form, spelling_by_form = {}, {}
+    for person in people:
+        for form in identifiers._name_forms(person.name):
+            key = identifiers._fold(form)
+            pseudonyms_by_form.setdefault(key, set()).add(person.pseudonym)
+            spelling_by_form.setdefault(key, form)
+    if not pseudonyms_by_form:
+        return []
+    keys = sorted(pseudonyms_by_form, key=lambda k: (-len(k), k))
+    groups = "|".join(
+        f"(?P<n{i}>{identifiers._form_pattern(spelling_by_form[key])})" for i, key in enumerate(keys)
+    )
+    pattern = re.compile(
+        f"{identifiers._NOT_AFTER_WORD}(?:{groups}){identifiers._NOT_BEFORE_WORD}", re.IGNORECASE
+    )
+    out = []
+    for match in pattern.finditer(text):
+        pseudonyms = sorted(pseudonyms_by_form[keys[int(match.lastgroup[1:])]])
+        out.append((match.start(), match.end(), match.group(), pseudonyms))
+    return out
+
+
+def names_found(text, people):
+    return [f for f in find_identifiers(text, people) if f.kind == "name"]
+
+
+def assert_same_as_reference(text, people):
+    # Only the names: the other checks may hide a name under a longer finding.
+    got = list(identifiers._find_names(text, tuple(people)))
+    expected = reference_names(text, people)
+    assert [(f.start, f.end, f.text) for f in got] == [(s, e, t) for s, e, t, _ in expected]
+    for finding, (_, _, _, pseudonyms) in zip(got, expected):
+        if len(pseudonyms) == 1:
+            assert (finding.suggestion, finding.message) == (pseudonyms[0], f"Matches the name of {pseudonyms[0]}")
+        else:
+            assert finding.suggestion == ""
+            assert finding.message == f"Matches the names of {', '.join(pseudonyms[:-1])} and {pseudonyms[-1]}"
+
+
+FIRST = ["Aino", "Eero", "Helmi", "Anna-Liisa", "Ville", "Åke", "Juha-Pekka", "Sanna", "Olli", "Mikko",
+         "Emilia", "Väinö", "Kaisu", "Ilkka", "Saara", "Tuomas", "Elina", "Jaakko", "Pirjo", "Liisa"]
+LAST = ["Virtanen", "Mäkinen", "Korhonen", "Nieminen", "Hämäläinen", "Laine", "Heikkinen", "Koskinen",
+        "Järvinen", "Lehtonen", "Ylönen", "Lindqvist", "Saarinen", "Salo", "Kallio-Kokko", "Turunen"]
+
+
+def course_of(n, seed=1):
+    rng = random.Random(seed)
+    people = []
+    for i in range(n):
+        middle = f" {rng.choice(FIRST)}" if rng.random() < 0.2 else ""
+        # A surname of its own for most, so a full name points at one person.
+        last = f"{rng.choice(LAST)}{i:04d}".translate(str.maketrans("0123456789", "abcdefghij"))
+        people.append(KnownPerson(f"{rng.choice(FIRST)}{middle} {last}", f"S{i + 1}"))
+    return people
+
+
+def test_the_one_participant_named_is_found_among_eighteen_hundred():
+    people = course_of(1800)
+    target = people[1234]
+    first, *_, last = target.name.split()
+    text = f"The group met. {target.name} presented; later {last.upper()} said more. Nobody else."
+
+    findings = names_found(text, people)
+
+    full = next(f for f in findings if f.text == target.name)
+    assert (full.start, full.end) == (15, 15 + len(target.name))
+    assert (full.suggestion, full.message) == (target.pseudonym, f"Matches the name of {target.pseudonym}")
+    surname = next(f for f in findings if f.text == last.upper())
+    assert surname.start == text.index(last.upper()) and surname.suggestion == target.pseudonym
+    # The first name is shared with others: it is a finding, but not one person's.
+    assert [f.text for f in findings] == [target.name, last.upper()]
+
+
+def test_a_first_name_shared_by_many_names_them_all():
+    people = course_of(180)
+    sharing = sorted(p.pseudonym for p in people if "Aino" in p.name.split())
+    assert len(sharing) > 2
+
+    [finding] = names_found("Aino came late.", people)
+
+    assert finding.text == "Aino" and finding.suggestion == ""
+    assert finding.message == f"Matches the names of {', '.join(sharing[:-1])} and {sharing[-1]}"
+
+
+def test_many_participants_find_what_one_regex_of_all_their_names_finds():
+    people = course_of(300, seed=7)
+    rng = random.Random(7)
+    pieces = []
+    for _ in range(400):
+        person = rng.choice(people)
+        word = rng.choice([person.name, *person.name.split(), *person.name.replace(" ", "-").split("-")])
+        word = rng.choice([str.upper, str.lower, str.title, lambda w: w,
+                           lambda w: unicodedata.normalize("NFD", w)])(word)
+        pieces.append(word)
+        pieces.append(rng.choice([" ", "\n  ", ", ", "-", "'s ", "x", "\u0308 ", " and ", ". "]))
+    text = "".join(pieces)
+
+    assert_same_as_reference(text, people)
+
+
+# Names and texts built from the characters where case-insensitive matching,
+# word boundaries and Unicode normalisation are least obvious.
+NAME_CHARS = "aAäÄoöiIİıeEsSſßẞkKKǅǆǄΣσςΐΐιΙͅ-'._1Ⓐⓐ\u0308(ﬅﬆ"
+name_part = st.text(NAME_CHARS, min_size=1, max_size=7)
+a_name = st.lists(name_part, min_size=1, max_size=3).map(" ".join)
+SEPARATORS = [" ", "  ", "\n", "-", "'", ".", ",", "_", "x", "\u0308", "ä", "İ", "1", "(", ")", "Ⓐ", "\u00a0"]
+
+
+@st.composite
+def people_and_text(draw):
+    names = draw(st.lists(a_name, min_size=1, max_size=6))
+    people = [KnownPerson(name, f"S{i + 1}") for i, name in enumerate(names)]
+    words = [w for name in names for w in [name, *name.split(), *name.replace(" ", "-").split("-")] if w]
+    pieces = draw(st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(words), st.sampled_from(["", "upper", "lower", "swapcase", "NFD", "NFC"])),
+            st.tuples(st.sampled_from(SEPARATORS), st.just("")),
+        ),
+        max_size=30,
+    ))
+    text = ""
+    for piece, change in pieces:
+        if change in ("NFD", "NFC"):
+            piece = unicodedata.normalize(change, piece)
+        elif change:
+            piece = getattr(piece, change)()
+        text += piece
+    return people, text
+
+
+@settings(max_examples=400, deadline=None)
+@given(people_and_text())
+def test_names_in_any_text_are_what_one_regex_of_all_names_finds(case):
+    people, text = case
+    assert_same_as_reference(text, people)
+
+
+def test_the_name_dict_key_is_never_finer_than_case_insensitive_matching():
+    # Every two characters re.IGNORECASE takes for each other share a key and
+    # are both word characters or both not: otherwise a name could be missed.
+    word_char = re.compile(rf"[\w{identifiers._COMBINING}]")
+    cased = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000
+             and (chr(c).lower() != chr(c) or chr(c).upper() != chr(c))]
+    everything = "".join(cased)
+    for ch in cased:
+        for match in re.finditer(re.escape(ch), everything, re.IGNORECASE):
+            other = match.group()
+            assert identifiers._name_key(other) == identifiers._name_key(ch), (ch, other)
+            assert bool(word_char.match(other)) == bool(word_char.match(ch)), (ch, other)
+
+
+@pytest.mark.parametrize(
+    "names, text, expected",
+    [
+        # Dotted and dotless i, and ß, match as re.IGNORECASE matches them.
+        (["İlkka Straße"], "ilkka ILKKA ılkka İLKKA STRASSE straße STRAẞE",
+         ["ilkka", "ILKKA", "ılkka", "İLKKA", "straße", "STRAẞE"]),
+        (["Džemal Ǆ"], "DŽEMAL džemal Džemal", ["DŽEMAL", "džemal", "Džemal"]),
+        # A name that does not start with a letter is searched for everywhere.
+        (["(Helmi) Mäkinen"], "(helmi) x (Helmi) Mäkinen", ["(helmi)", "(Helmi) Mäkinen"]),
+        (["'Ali Khan"], "'Ali said, 'ali Khan", ["'Ali", "'ali Khan"]),
+        # ... and still wins over a shorter name at the same position.
+        (["aaaⓐ Bee", "aaa Cee"], "aaaⒶ aaaⓐ aaa", ["aaaⒶ", "aaaⓐ", "aaa"]),
+        (["Anna_Liisa Oja"], "Anna_Liisa and Anna", ["Anna_Liisa"]),
+    ],
+)
+def test_names_with_unusual_characters(names, text, expected):
+    people = [KnownPerson(name, f"S{i + 1}") for i, name in enumerate(names)]
+
+    assert [f.text for f in names_found(text, people)] == expected
+    assert_same_as_reference(text, people)
