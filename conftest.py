@@ -45,6 +45,24 @@ def make_user(username, **extra):
     return user
 
 
+DATABASE_FIXTURES = {"db", "transactional_db"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """After every passing test that used the database: the stored research
+    decision of every note section equals the one decided from the facts.
+    Every service, view and admin path the suite exercises is thereby checked
+    for leaving `NoteSection.research_ok` stale (fieldnotes/eligibility.py)."""
+    result = yield
+    if DATABASE_FIXTURES & set(item.fixturenames) or item.get_closest_marker("django_db"):
+        from fieldnotes import eligibility
+
+        drift = eligibility.differences()
+        assert not drift, f"research_ok is out of date for note sections {drift}"
+    return result
+
+
 @pytest.fixture
 def world(db) -> World:
     course = Course.objects.create(

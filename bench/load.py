@@ -222,6 +222,13 @@ def load(corpus_path: str) -> dict:
         CodedSegment.objects.bulk_create(segments, batch_size=2000)
     phases["segments_s"] = time.perf_counter() - t
 
+    # The course's consent, attendance and cases were bulk-inserted before any
+    # note (no signals), so every submission decided on complete facts; check.
+    from fieldnotes import eligibility
+
+    if eligibility.differences():
+        raise SystemExit("The stored research decision differs from the facts after loading.")
+
     # --- Statistics for the planner ----------------------------------------
     # VACUUM too: a freshly bulk-loaded table has no visibility map, so
     # index-only scans would read the heap, as they would not once
@@ -239,13 +246,15 @@ def load(corpus_path: str) -> dict:
         "participants": len(students),
         "sections": NoteSection.objects.filter(note__meeting__group__course=course).count(),
         "sections_with_text": len(target_sections),
+        "research_sections": NoteSection.objects.research_eligible().filter(
+            note__meeting__group__course=course).count(),
         "segments": len(segments),
         "identifier_confirmations": confirmed,
         "corpus_words": sum(r["words"] for r in corpus),
     }
     return common.emit("load", len(corpus), metrics,
                        units={"groups": "count", "participants": "count", "sections": "count",
-                              "sections_with_text": "count", "segments": "count",
+                              "sections_with_text": "count", "research_sections": "count", "segments": "count",
                               "identifier_confirmations": "count", "corpus_words": "words"},
                        corpus={"generator": codebook["generator"], "seed": codebook["seed"]},
                        vendor=connection.vendor)

@@ -85,12 +85,15 @@ class NoteSectionQuerySet(models.QuerySet):
             attendee_blocked=Exists(blocked_attendees),
         )
 
-    def research_eligible(self) -> NoteSectionQuerySet:
-        """Sections that are research data: submitted, and consent allows it.
+    def decide_research_eligible(self) -> NoteSectionQuerySet:
+        """Sections that are research data, decided from the facts now:
+        submitted, and consent allows it.
 
         A case section needs its presenter's consent in force at the session
         and no withdrawal of past data; a discussion (or other) section needs
-        the same of every attendee, and a recorded attendance.
+        the same of every attendee, and a recorded attendance. The answer is
+        stored in `research_ok` by `fieldnotes.eligibility`; reads use
+        `research_eligible()`.
         """
         return (
             self.with_eligibility()
@@ -100,6 +103,12 @@ class NoteSectionQuerySet(models.QuerySet):
                 | (~Q(kind=NoteSection.Kind.CASE) & Q(has_attendees=True, attendee_blocked=False))
             )
         )
+
+    def research_eligible(self) -> NoteSectionQuerySet:
+        """Sections that are research data (the stored decision, kept up to
+        date in the same transaction as every change of consent, attendance,
+        cases, session times and note status; see `fieldnotes.eligibility`)."""
+        return self.filter(research_ok=True)
 
 
 class NoteSection(models.Model):
@@ -120,11 +129,17 @@ class NoteSection(models.Model):
     # Bumped whenever this section's text changes, so later work (coded
     # segments) can tell which text it was anchored to.
     revision = models.PositiveIntegerField(default=0)
+    # Whether this section is research data: `decide_research_eligible()`,
+    # stored by `fieldnotes.eligibility.refresh` whenever a fact it depends on
+    # changes, so that every read is one indexed column instead of five
+    # correlated consent lookups per section.
+    research_ok = models.BooleanField(default=False, editable=False)
 
     objects = NoteSectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["note", "kind", "case__order"]
+        indexes = [models.Index(fields=["note"], condition=Q(research_ok=True), name="research_sections")]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(kind="case") & Q(case__isnull=False)) | (~Q(kind="case") & Q(case__isnull=True)),

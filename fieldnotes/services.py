@@ -18,7 +18,7 @@ from analysis.services import segments_reanchor
 from sessions import audit
 from sessions.models import Meeting, Participant
 
-from . import identifiers
+from . import eligibility, identifiers
 from .models import (
     MAX_SECTION_CHARS,
     FieldNote,
@@ -93,7 +93,9 @@ def note_sync_sections(*, note: FieldNote) -> None:
         for kind in (NoteSection.Kind.DISCUSSION, NoteSection.Kind.OTHER)
         if kind not in have_kinds
     ]
-    NoteSection.objects.bulk_create(missing)
+    if missing:
+        NoteSection.objects.bulk_create(missing)
+        eligibility.refresh_note(note.pk)  # bulk_create sends no signals
 
 
 def clean_texts(note: FieldNote, texts: dict) -> dict[int, str]:
@@ -204,6 +206,7 @@ def note_submit(*, note: FieldNote, base_version: int, texts: dict, actor) -> Fi
         )
         if not claimed:
             raise NoteConflict(FieldNote.objects.get(pk=note.pk))
+        eligibility.refresh_note(note.pk)  # the conditional UPDATE sends no signals
         note.refresh_from_db()
         NoteVersion.objects.create(note=note, version=note.version, action=NoteVersion.Action.SUBMIT, saved_by=actor)
         audit.record(actor=actor, action="fieldnote.submit", obj=note, course=note.meeting.group.course,

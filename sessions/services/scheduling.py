@@ -308,6 +308,10 @@ def attendance_record(
             to_update.append(row)
     Attendance.objects.bulk_create(to_create)
     Attendance.objects.bulk_update(to_update, ["present"])
+    if to_create or to_update:
+        from fieldnotes import eligibility  # fieldnotes builds on sessions, not the other way
+
+        eligibility.refresh_meeting(meeting.pk)  # bulk writes send no signals
 
     status_before = meeting.status
     if meeting.status != Meeting.Status.HELD:
