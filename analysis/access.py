@@ -64,15 +64,17 @@ def get_section_for_coding(request: HttpRequest, pk: int) -> NoteSection:
         raise Http404("No such section, or it is not research data.") from None
 
 
-def visible_segments(request: HttpRequest, round: CodingRound | None = None):
+def visible_segments(request: HttpRequest, round: CodingRound | None = None, *, sections=None):
     """Segments the user may see in analysis views.
 
     Outside a round: the shared coding (segments of no round) of eligible
     sections; a round's agreed coding joins it when resolved. Within an open
     round: only the user's own segments of that round; within a closed one,
-    every coder's.
+    every coder's. `sections`, when given, must come from `eligible_sections`
+    or `get_section_for_coding` (already scoped): only their segments are
+    looked at, without filtering the user's whole reach again.
     """
-    segments = CodedSegment.objects.filter(section__in=eligible_sections(request))
+    segments = CodedSegment.objects.filter(section__in=eligible_sections(request) if sections is None else sections)
     if round is not None:
         if round.is_open:
             return segments.filter(round=round, coder=request.user)

@@ -223,15 +223,31 @@ def filter_segments(
     return rows
 
 
-def segment_rows(segments: QuerySet[CodedSegment], *, chars: int = CONTEXT_CHARS) -> QuerySet[CodedSegment]:
-    """`segments` ready to list: in session and section order, with what a row
-    shows joined in, and up to `chars` code points of context either side cut
-    out by the database (`before`, `marked`, `after`, `text_length`), so a
-    page never loads whole section texts. Slice it to page in SQL; then
-    `add_context` on the page's rows."""
+# Session and section order: "case" < "discussion" < "other" is the order
+# sections have in a note.
+SEGMENT_ORDER = (
+    "section__note__meeting__starts_at", "section__note__meeting__group__name", "section__note__meeting_id",
+    "section__kind", "section__case__order", "section__note_id", "start", "end", "pk",
+)
+
+
+def segment_ids(segments: QuerySet[CodedSegment]) -> QuerySet:
+    """The ids of `segments` in listing order: narrow rows to count and page
+    in SQL before anything wide is read (`segment_rows` then reads one page)."""
+    return segments.order_by(*SEGMENT_ORDER).values_list("pk", flat=True)
+
+
+def segment_rows(ids, *, chars: int = CONTEXT_CHARS) -> list[CodedSegment]:
+    """The segments `ids` (one page, in listing order) ready to list: with
+    what a row shows joined in, and up to `chars` code points of context
+    either side cut out by the database (`before`, `marked`, `after`,
+    `text_length`), so a page never loads whole section texts, and cuts
+    only the texts of its own rows. Then `add_context` on them."""
+    ids = list(ids)
     start, end = F("start"), F("end")
-    return (
-        segments.select_related(
+    rows = (
+        CodedSegment.objects.filter(pk__in=ids)
+        .select_related(
             "code", "coder", "section__case__presenter", "section__note__author", "section__note__meeting__group"
         )
         .defer(
@@ -245,12 +261,10 @@ def segment_rows(segments: QuerySet[CodedSegment], *, chars: int = CONTEXT_CHARS
             after=Substr("section__text", end + 1, chars),
             text_length=Length("section__text"),
         )
-        .order_by(
-            "section__note__meeting__starts_at", "section__note__meeting__group__name", "section__note__meeting_id",
-            # "case" < "discussion" < "other": the order sections have in a note.
-            "section__kind", "section__case__order", "section__note_id", "start", "end", "pk",
-        )
+        .order_by()
     )
+    position = {pk: i for i, pk in enumerate(ids)}
+    return sorted(rows, key=lambda row: position[row.pk])
 
 
 def add_context(rows, *, chars: int = CONTEXT_CHARS) -> list[CodedSegment]:

@@ -202,7 +202,8 @@ def coding_page(request, pk):
         raise Http404("This section is not part of the round.")
     can_code = coding_round is None or coding_round.is_open
     segments = list(
-        visible_segments(request, coding_round).filter(section=section).select_related("code", "coder")
+        visible_segments(request, coding_round, sections=[section]).select_related("code", "coder")
+        .order_by("start", "end", "pk")
     )
     codes = list(Code.objects.active().filter(course=course).select_related("category")
                  .order_by("category__order", "category__name", "name"))

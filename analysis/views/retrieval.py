@@ -15,10 +15,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.shortcuts import render
+from django.forms.utils import flatatt
 from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from sessions.models import Membership, Role
+from sessions.models import CasePresentation, Meeting, Membership, Role
 
 from .. import queries
 from ..access import eligible_sections, get_research_course, visible_segments
@@ -38,8 +41,48 @@ def _scope(request, pk):
 
 
 def _session_label(meeting, tz) -> str:
-    local = timezone.localtime(meeting.starts_at, tz)
-    return f"{meeting.group.name}, session {meeting.number} ({local.day} {local:%b %Y})"
+    return _session_text(meeting.group.name, meeting.number, meeting.starts_at, tz)
+
+
+def _session_text(group_name: str, number: int, starts_at, tz) -> str:
+    local = timezone.localtime(starts_at, tz)
+    return f"{group_name}, session {number} ({local.day} {local:%b %Y})"
+
+
+class FastSelect(forms.Select):
+    """Django's <select>, rendered in Python instead of through a template per
+    <option>: the session and case filters list every session and case of the
+    course (hundreds), and rendering them option by option cost more than the
+    rest of the page."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        attrs = self.build_attrs(self.attrs, attrs)
+        chosen = {str(v) for v in self.format_value(value)}
+        options = "".join(
+            f'<option value="{escape(key)}"{" selected" if str(key) in chosen else ""}>{escape(label)}</option>'
+            for key, label in self.choices
+        )
+        return format_html('<select name="{}"{}>{}</select>', name, flatatt(attrs), mark_safe(options))
+
+
+def session_choices(sections, tz) -> list[tuple[int, int, str, str]]:
+    """(session id, group id, group name, label) of every session with research data, by group and time."""
+    rows = Meeting.objects.filter(pk__in=sections.values("note__meeting")).values_list(
+        "pk", "group_id", "group__name", "number", "starts_at"
+    )
+    return [(pk, group_id, group, _session_text(group, number, starts_at, tz))
+            for pk, group_id, group, number, starts_at in sorted(rows, key=lambda r: (r[2], r[4]))]
+
+
+def case_choices(sections) -> list[tuple[int, str]]:
+    """(case id, label) of every case with research data, as `queries.research_cases` orders them."""
+    rows = (
+        CasePresentation.objects.filter(pk__in=sections.filter(case__isnull=False).values("case"))
+        .order_by("meeting__group__name", "meeting__group_id", "meeting__starts_at", "meeting__number", "order")
+        .values_list("pk", "meeting__group__name", "meeting__number", "order", "title", "presenter__pseudonym")
+    )
+    return [(pk, f"{group} s{number} · Case {order}: {title} ({pseudonym})")
+            for pk, group, number, order, title, pseudonym in rows]
 
 
 class SegmentSearchForm(forms.Form):
@@ -50,14 +93,14 @@ class SegmentSearchForm(forms.Form):
     mode = forms.ChoiceField(choices=Mode.choices, required=False, label="Combine codes")
     category = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Category")
     group = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Group")
-    session = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Session")
-    case = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Case")
+    session = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Session", widget=FastSelect)
+    case = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Case", widget=FastSelect)
     coder = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Coder")
     date_from = forms.DateField(required=False, label="Sessions from",
                                 widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
     date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
 
-    def __init__(self, data, *, codes, meetings, cases, coders, tz):
+    def __init__(self, data, *, codes, sessions, cases, coders):
         super().__init__(data)
         any_ = [("", "Any")]
         self.fields["codes"].choices = [
@@ -65,15 +108,10 @@ class SegmentSearchForm(forms.Form):
             for category, category_codes in queries.by_category(codes)
         ]
         self.fields["category"].choices = any_ + [(cat.pk, cat.name) for cat, _ in queries.by_category(codes)]
-        groups = {m.group_id: m.group for m in meetings}
-        self.fields["group"].choices = any_ + [(g.pk, g.name) for g in sorted(groups.values(), key=lambda g: g.name)]
-        self.fields["session"].choices = any_ + [
-            (m.pk, _session_label(m, tz)) for m in sorted(meetings, key=lambda m: (m.group.name, m.starts_at))
-        ]
-        self.fields["case"].choices = any_ + [
-            (c.pk, f"{c.meeting.group.name} s{c.meeting.number} · Case {c.order}: {c.title} ({c.presenter.pseudonym})")
-            for c in cases
-        ]
+        groups = {group_id: name for _, group_id, name, _ in sessions}
+        self.fields["group"].choices = any_ + sorted(groups.items(), key=lambda g: g[1])
+        self.fields["session"].choices = any_ + [(pk, label) for pk, _, _, label in sessions]
+        self.fields["case"].choices = any_ + cases
         self.fields["coder"].choices = any_ + [(u.pk, u.get_full_name() or u.get_username()) for u in coders]
         for name, field in self.fields.items():
             field.widget.attrs.setdefault("class", "form-select form-select-sm" if isinstance(
@@ -130,18 +168,16 @@ def _coders(course):
 @require_GET
 def segment_search(request, pk):
     course, sections, segments, case_codings = _scope(request, pk)
-    codes = queries.course_codes(course)
-    meetings = queries.research_meetings(sections)
-    cases = queries.research_cases(sections)
     form = SegmentSearchForm(
-        request.GET or None, codes=codes, meetings=meetings, cases=cases, coders=_coders(course), tz=course.tz
+        request.GET or None, codes=queries.course_codes(course), sessions=session_choices(sections, course.tz),
+        cases=case_choices(sections), coders=_coders(course),
     )
     page = rows = None
     if not form.is_bound or form.is_valid():
         f = form.to_filter() if form.is_bound else SegmentFilter()
         found = queries.filter_segments(segments, f, case_codings=case_codings, tz=course.tz)
-        page = Paginator(queries.segment_rows(found), PAGE_SIZE).get_page(request.GET.get("page"))
-        rows = queries.add_context(page.object_list)
+        page = Paginator(queries.segment_ids(found), PAGE_SIZE).get_page(request.GET.get("page"))
+        rows = queries.add_context(queries.segment_rows(page.object_list))
     kept = request.GET.copy()
     kept.pop("page", None)
     return render(request, "analysis/segment_search.html", {
