@@ -510,12 +510,12 @@ def add_segments(study, n):
 
 # Each page: session and user, memberships, course (4); then its own queries.
 @pytest.mark.parametrize("name, params, queries", [
-    # codes, sessions, cases, coders (the form's choices); count; the page's ids; its rows
-    ("segment_search", {}, 4 + 7),
-    ("segment_search", {"codes": ["FEEL", "INJ"], "mode": "and"}, 4 + 7),
+    # codes, coders, groups, sessions, cases (the form's choices); count; the page's ids; its rows
+    ("segment_search", {}, 4 + 8),
+    ("segment_search", {"codes": ["FEEL", "INJ"], "mode": "and"}, 4 + 8),
     # ... and the cases carrying each code, from segments and from codes set on cases
-    ("segment_search", {"codes": ["FEEL", "INJ"], "mode": "and_case"}, 4 + 9),
-    ("segment_search", {"codes": ["FEEL", "IDEN"], "mode": "overlap"}, 4 + 7),
+    ("segment_search", {"codes": ["FEEL", "INJ"], "mode": "and_case"}, 4 + 10),
+    ("segment_search", {"codes": ["FEEL", "IDEN"], "mode": "overlap"}, 4 + 8),
     # codes, sessions, cases; segments per code × session; per code × case; case codings
     ("matrix", {}, 4 + 6),
     # codes; overlap pairs; codes per case and session from segments and from case codings
@@ -544,3 +544,45 @@ def test_a_segment_flagged_for_review_shows_its_stored_quote(client, study):
     row = response.context["rows"][0]
     assert (row.before, row.marked, row.after) == ("", "what was coded once", "")
     assert "needs review" in response.text
+
+
+def choice_ids(response, name):
+    return [key for key, _ in response.context["form"].fields[name].choices if key != ""]
+
+
+def test_a_large_course_lists_sessions_and_cases_of_the_chosen_group_only(client, study, monkeypatch):
+    """Beyond LISTED_AT_MOST, a <select> of every session and case of the
+    course is no use to anyone: the group narrows it, and a link naming a
+    session or case still works."""
+    from analysis.views import retrieval
+
+    m = study.meetings
+    assert choice_ids(search(client, study), "session") == [m["a1"].pk, m["a2"].pk, m["b1"].pk]
+    monkeypatch.setattr(retrieval, "LISTED_AT_MOST", 2)  # the study has 3 sessions with research data, 4 cases
+    response = search(client, study)
+    assert choice_ids(response, "session") == [] and choice_ids(response, "case") == []
+    assert "choose a group and press Find" in response.content.decode()
+    response = search(client, study, group=study.world.other_group.pk)
+    assert choice_ids(response, "session") == [m["b1"].pk]
+    assert choice_ids(response, "case") == [study.cases["clinic"].pk]
+    assert "choose a group" not in response.content.decode()
+    response = search(client, study, group=study.world.group.pk)  # 2 sessions, but 3 cases
+    assert choice_ids(response, "session") == [m["a1"].pk, m["a2"].pk] and choice_ids(response, "case") == []
+    # a link from the matrix names a session without a group: it is offered and applied
+    response = search(client, study, session=m["b1"].pk)
+    assert choice_ids(response, "session") == [m["b1"].pk]
+    assert found(response) == {9, 10}
+    response = search(client, study, case=study.cases["hospice"].pk)
+    assert choice_ids(response, "case") == [study.cases["hospice"].pk] and found(response) == {7}
+
+
+def test_a_session_of_another_course_is_not_offered_even_by_id(client, study, monkeypatch):
+    from analysis.views import retrieval
+
+    monkeypatch.setattr(retrieval, "LISTED_AT_MOST", 2)
+    elsewhere = Meeting.objects.create(group=study.world.group2, number=1, starts_at=timezone.now(),
+                                       status=Meeting.Status.HELD)
+    response = search(client, study, session=elsewhere.pk)
+    assert choice_ids(response, "session") == []
+    assert response.context["page"] is None  # "Select a valid choice": nothing listed, nothing leaked
+    assert "group2" not in response.content.decode().lower()

@@ -13,7 +13,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.shortcuts import render
 from django.forms.utils import flatatt
 from django.utils import timezone
@@ -21,7 +21,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from sessions.models import CasePresentation, Meeting, Membership, Role
+from sessions.models import CasePresentation, Group, Meeting, Membership, Role
 
 from .. import queries
 from ..access import eligible_sections, get_research_course, visible_segments
@@ -65,24 +65,53 @@ class FastSelect(forms.Select):
         return format_html('<select name="{}"{}>{}</select>', name, flatatt(attrs), mark_safe(options))
 
 
-def session_choices(sections, tz) -> list[tuple[int, int, str, str]]:
-    """(session id, group id, group name, label) of every session with research data, by group and time."""
-    rows = Meeting.objects.filter(pk__in=sections.values("note__meeting")).values_list(
-        "pk", "group_id", "group__name", "number", "starts_at"
-    )
-    return [(pk, group_id, group, _session_text(group, number, starts_at, tz))
-            for pk, group_id, group, number, starts_at in sorted(rows, key=lambda r: (r[2], r[4]))]
+# A longer <select> is not something to scroll through: beyond it, the
+# session and case filters list the chosen group's only.
+LISTED_AT_MOST = 100
 
 
-def case_choices(sections) -> list[tuple[int, str]]:
-    """(case id, label) of every case with research data, as `queries.research_cases` orders them."""
-    rows = (
+def _group_param(request) -> int | None:
+    try:
+        return int(request.GET.get("group", ""))
+    except ValueError:
+        return None  # the form reports it
+
+
+def _listed(rows: QuerySet, group: int | None, group_field: str, selected: str | None) -> tuple[list, bool]:
+    """`rows` (a values_list) for a filter's <select>: all of them, or the
+    chosen group's when there are too many; plus the selected one, so a link
+    with ?session= or ?case= keeps working. Returns (rows, cut)."""
+    listed = list((rows.filter(**{group_field: group}) if group else rows)[:LISTED_AT_MOST + 1])
+    cut = len(listed) > LISTED_AT_MOST
+    if cut:
+        listed = []
+    if selected and selected.isdigit() and all(str(r[0]) != selected for r in listed):
+        listed += list(rows.filter(pk=int(selected)))  # still scoped: only research data's
+    return listed, cut
+
+
+def filter_choices(request, sections, tz) -> dict:
+    """The group, session and case choices of the segment search, scoped to
+    research data and, in a large course, to the chosen group."""
+    group, get = _group_param(request), request.GET.get
+    groups = list(Group.objects.filter(pk__in=sections.values("note__meeting__group"))
+                  .order_by("name", "pk").values_list("pk", "name"))
+    meetings = (Meeting.objects.filter(pk__in=sections.values("note__meeting"))
+                .order_by("group__name", "starts_at", "pk").values_list("pk", "group__name", "number", "starts_at"))
+    sessions, sessions_cut = _listed(meetings, group, "group_id", get("session"))
+    cases = (
         CasePresentation.objects.filter(pk__in=sections.filter(case__isnull=False).values("case"))
         .order_by("meeting__group__name", "meeting__group_id", "meeting__starts_at", "meeting__number", "order")
         .values_list("pk", "meeting__group__name", "meeting__number", "order", "title", "presenter__pseudonym")
     )
-    return [(pk, f"{group} s{number} · Case {order}: {title} ({pseudonym})")
-            for pk, group, number, order, title, pseudonym in rows]
+    cases, cases_cut = _listed(cases, group, "meeting__group_id", get("case"))
+    return {
+        "groups": groups,
+        "sessions": [(pk, _session_text(name, number, starts_at, tz)) for pk, name, number, starts_at in sessions],
+        "cases": [(pk, f"{name} s{number} · Case {order}: {title} ({pseudonym})")
+                  for pk, name, number, order, title, pseudonym in cases],
+        "cut": sessions_cut or cases_cut,
+    }
 
 
 class SegmentSearchForm(forms.Form):
@@ -100,7 +129,7 @@ class SegmentSearchForm(forms.Form):
                                 widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
     date_to = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
 
-    def __init__(self, data, *, codes, sessions, cases, coders):
+    def __init__(self, data, *, codes, groups, sessions, cases, cut, coders):
         super().__init__(data)
         any_ = [("", "Any")]
         self.fields["codes"].choices = [
@@ -108,10 +137,14 @@ class SegmentSearchForm(forms.Form):
             for category, category_codes in queries.by_category(codes)
         ]
         self.fields["category"].choices = any_ + [(cat.pk, cat.name) for cat, _ in queries.by_category(codes)]
-        groups = {group_id: name for _, group_id, name, _ in sessions}
-        self.fields["group"].choices = any_ + sorted(groups.items(), key=lambda g: g[1])
-        self.fields["session"].choices = any_ + [(pk, label) for pk, _, _, label in sessions]
+        self.fields["group"].choices = any_ + groups
+        self.fields["session"].choices = any_ + sessions
         self.fields["case"].choices = any_ + cases
+        if cut:
+            self.fields["group"].help_text = (
+                f"This course has more than {LISTED_AT_MOST} sessions or cases: choose a group and press Find "
+                "to pick one of its sessions or cases."
+            )
         self.fields["coder"].choices = any_ + [(u.pk, u.get_full_name() or u.get_username()) for u in coders]
         for name, field in self.fields.items():
             field.widget.attrs.setdefault("class", "form-select form-select-sm" if isinstance(
@@ -169,8 +202,8 @@ def _coders(course):
 def segment_search(request, pk):
     course, sections, segments, case_codings = _scope(request, pk)
     form = SegmentSearchForm(
-        request.GET or None, codes=queries.course_codes(course), sessions=session_choices(sections, course.tz),
-        cases=case_choices(sections), coders=_coders(course),
+        request.GET or None, codes=queries.course_codes(course), coders=_coders(course),
+        **filter_choices(request, sections, course.tz),
     )
     page = rows = None
     if not form.is_bound or form.is_valid():
