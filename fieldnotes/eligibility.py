@@ -35,6 +35,9 @@ from sessions.models import Course
 from .models import NoteSection
 
 
+BATCH = 2000
+
+
 def _lock_course(course_id: int) -> None:
     # SELECT … FOR UPDATE; a no-op on SQLite, which serialises writers anyway.
     list(Course.objects.select_for_update().filter(pk=course_id).values_list("pk", flat=True))
@@ -49,17 +52,20 @@ def refresh(sections: QuerySet[NoteSection]) -> int:
             return 0
         ids = [pk for pk, _ in found]
         _lock_course(found[0][1])
-        # Read after the lock: another change in this course has committed by now.
-        candidates = NoteSection.objects.filter(pk__in=ids)
-        stored = dict(candidates.values_list("pk", "research_ok"))
-        eligible = set(candidates.decide_research_eligible().order_by().values_list("pk", flat=True))
-        gained = [pk for pk, ok in stored.items() if pk in eligible and not ok]
-        lost = [pk for pk, ok in stored.items() if ok and pk not in eligible]
-        if gained:
-            NoteSection.objects.filter(pk__in=gained).update(research_ok=True)
-        if lost:
-            NoteSection.objects.filter(pk__in=lost).update(research_ok=False)
-        return len(gained) + len(lost)
+        changed = 0
+        for first in range(0, len(ids), BATCH):  # a whole course at once is too long an IN list for SQLite
+            # Read after the lock: another change in this course has committed by now.
+            candidates = NoteSection.objects.filter(pk__in=ids[first:first + BATCH])
+            stored = dict(candidates.values_list("pk", "research_ok"))
+            eligible = set(candidates.decide_research_eligible().order_by().values_list("pk", flat=True))
+            gained = [pk for pk, ok in stored.items() if pk in eligible and not ok]
+            lost = [pk for pk, ok in stored.items() if ok and pk not in eligible]
+            if gained:
+                NoteSection.objects.filter(pk__in=gained).update(research_ok=True)
+            if lost:
+                NoteSection.objects.filter(pk__in=lost).update(research_ok=False)
+            changed += len(gained) + len(lost)
+        return changed
 
 
 def refresh_meeting(meeting_id: int) -> int:
