@@ -11,9 +11,11 @@ The Report row is the truth about a job, not Celery's result backend:
   its own database connection writes the heartbeat and progress in short
   transactions of their own; the build itself reads one consistent snapshot
   of the course (REPEATABLE READ on PostgreSQL), so the data hash describes
-  exactly the data the files were made from. Files and the outcome are
-  stored in one transaction at the end: a report is done with all its files
-  or not done at all.
+  exactly the data the files were made from. Each file goes to a temporary
+  file on disk as soon as it is built, so the build holds one file in
+  memory at a time, not all of them. Files and the outcome are stored in
+  one transaction at the end, file by file: a report is done with all its
+  files or not done at all.
 - `report_sweep` (Celery beat, every minute) re-queues or fails running
   reports whose worker stopped beating, and hands queued reports that no
   worker picked up to the broker again. No report stays "running" for ever.
@@ -30,9 +32,11 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -178,9 +182,49 @@ def publish(report_id: int) -> bool:
 # --- Build -------------------------------------------------------------------------------
 
 
+class SpooledFiles(Mapping):
+    """Built files (name -> bytes), each written to one temporary file on disk
+    as it is added, so whoever builds many files holds one in memory at a
+    time; reading a name reads its file back.
+
+    The temporary file has no name on disk (it goes when it is closed, or
+    with the process, however that ends) and is closed with `close()` or
+    when this object is garbage-collected.
+    """
+
+    def __init__(self):
+        self._spool = tempfile.TemporaryFile(prefix="balint-report-")
+        self._where: dict[str, tuple[int, int]] = {}  # name -> (offset, size)
+        self._closer = weakref.finalize(self, self._spool.close)
+
+    def add(self, name: str, content: bytes) -> None:
+        if name in self._where:
+            raise ReportError(f"Two builders produced a file called {name}.")
+        offset = self._spool.seek(0, os.SEEK_END)
+        self._spool.write(content)
+        self._where[name] = (offset, len(content))
+
+    def __getitem__(self, name: str) -> bytes:
+        offset, size = self._where[name]
+        self._spool.seek(offset)
+        content = self._spool.read(size)
+        if len(content) != size:
+            raise OSError(f"The temporary copy of {name} is shorter than what was written.")
+        return content
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def close(self) -> None:
+        self._closer()
+
+
 @dataclass
 class Built:
-    files: dict[str, bytes]  # file name -> content
+    files: Mapping[str, bytes]  # file name -> content (SpooledFiles from `build`)
     data_hash: str  # tidy.fingerprint of the data read
 
 
@@ -229,18 +273,31 @@ def build(report: Report, progress: Progress) -> Built:
     Used by the worker (`report_run`) and by `manage.py course_report`; it only
     reads. `report` may be unsaved: only its course, kinds and include_memos
     are used. `progress(percent, stage)` is told how far it got (0-99).
+    Each file goes to disk as soon as it is built (`SpooledFiles`), and the
+    builders hand over one kind's files at a time, so the build holds the
+    largest of them in memory, not all of them.
     """
     course = report.course
     kinds = normalise_kinds(report.kinds)
     total = sum(KIND_WEIGHTS[k] for k in kinds)
-    files: dict[str, bytes] = {}
+    files = SpooledFiles()
 
     def add(name: str, content: bytes) -> None:
-        name = _file_name(name)
-        if name in files:
-            raise ReportError(f"Two builders produced a file called {name}.")
-        files[name] = bytes(content)
+        files.add(_file_name(name), bytes(content))
 
+    try:
+        data_hash = _build_kinds(course, kinds, total, report.include_memos, add, progress)
+    except BaseException:
+        files.close()
+        raise
+    progress(99, "Saving the files")
+    return Built(files=files, data_hash=data_hash)
+
+
+def _build_kinds(course: Course, kinds: list[str], total: int, include_memos: bool,
+                 add: Callable[[str, bytes], None], progress: Progress) -> str:
+    """Build each kind from one snapshot, handing every file to `add` as soon
+    as it is made; returns the data hash."""
     with consistent_reads():
         progress(1, "Reading the course data")
         tidy = _builder("tidy", "The data hash")
@@ -256,26 +313,30 @@ def build(report: Report, progress: Progress) -> Built:
             if kind == Report.Kind.REPORT:
                 part(0, "Building the summary report")
                 builder = _builder("report", "The summary report")
-                for name, content in builder.build_report(
-                    course, include_memos=report.include_memos, data_hash=data_hash,
+                _add_all(add, builder.build_report(
+                    course, include_memos=include_memos, data_hash=data_hash,
                     progress=lambda pct, stage, part=part: part(pct, f"Summary report: {stage}"),
-                ).items():
-                    add(name, content)
+                ))
             elif kind == Report.Kind.DATA:
                 part(0, "Writing the tidy data (CSV)")
-                for name, content in tidy.export_csv_files(course).items():
-                    add(name, content)
+                _add_all(add, tidy.export_csv_files(course))
                 part(60, "Writing the tidy data (XLSX)")
                 add("data.xlsx", tidy.export_xlsx(course))
             elif kind == Report.Kind.QDPX:
                 part(0, "Writing the whole project (.qdpx)")
-                add("project.qdpx", _qda_call("export_qdpx", course, include_memos=report.include_memos))
+                add("project.qdpx", _qda_call("export_qdpx", course, include_memos=include_memos))
             elif kind == Report.Kind.QDC:
                 part(0, "Writing the codebook (.qdc)")
                 add("codebook.qdc", _qda_call("export_qdc", course))
             done += KIND_WEIGHTS[kind]
-    progress(99, "Saving the files")
-    return Built(files=files, data_hash=data_hash)
+    return data_hash
+
+
+def _add_all(add: Callable[[str, bytes], None], files: dict[str, bytes]) -> None:
+    """Hand each file on, letting go of it here as soon as it is handed on."""
+    while files:
+        name = next(iter(files))
+        add(name, files.pop(name))
 
 
 def _qda_call(function: str, course: Course, **options) -> bytes:
@@ -435,6 +496,7 @@ def report_run(report_id: int, *, worker: str = "") -> str:
         logger.info("Report %s is not queued; nothing to do", report_id)
         return "skipped"
     report = Report.objects.select_related("course").get(pk=report_id)
+    built = None
     try:
         with Heartbeat(report_id, attempt) as heartbeat:
             built = build(report, heartbeat.progress)
@@ -454,7 +516,11 @@ def report_run(report_id: int, *, worker: str = "") -> str:
         logger.exception("Report %s failed", report_id)
         _fail(report_id, attempt, f"An unexpected error stopped the build ({type(error).__name__}: {error}).")
         return "failed"
-    return "done" if _finish(report_id, attempt, built) else "lost"
+    try:
+        return "done" if _finish(report_id, attempt, built) else "lost"
+    finally:
+        if isinstance(built.files, SpooledFiles):
+            built.files.close()
 
 
 def report_time_limits() -> tuple[int, int]:
@@ -467,18 +533,23 @@ def _mine(report_id: int, attempt: int):
 
 
 def _finish(report_id: int, attempt: int, built: Built) -> bool:
+    """Store the files and the outcome in one transaction, if the run still holds its claim.
+
+    The files are inserted one at a time, each read back from the build's
+    temporary file just before: one file's bytes in memory at a time.
+    """
     with transaction.atomic():
         if not _mine(report_id, attempt).select_for_update().exists():
             logger.warning("Report %s was taken from this run (attempt %s); result discarded", report_id, attempt)
             return False
         ReportFile.objects.filter(report_id=report_id).delete()
-        ReportFile.objects.bulk_create(
-            ReportFile(
+        for name in sorted(built.files):
+            content = built.files[name]
+            ReportFile.objects.create(
                 report_id=report_id, name=name, content_type=content_type_for(name), content=content,
                 size=len(content), sha256=hashlib.sha256(content).hexdigest(),
             )
-            for name, content in sorted(built.files.items())
-        )
+            del content
         now = timezone.now()
         _mine(report_id, attempt).update(
             status=Report.Status.DONE, progress=100, stage="Done", data_hash=built.data_hash,

@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -297,12 +298,25 @@ def source_name(section: NoteSection) -> str:
            f"{section.note.author.get_username()}"
 
 
+class _Segment(NamedTuple):
+    """A coded segment as the .qdpx export writes it (a tuple: a course has tens of thousands)."""
+
+    pk: int
+    section_id: int
+    start: int
+    end: int
+    code_id: int
+    code_name: str
+    coder_id: int
+    created_at: datetime
+
+
 def _memo_about(memo: Memo, *, sections: dict, segments: dict, cases: dict, codes: dict) -> str:
     if memo.code_id:
         return f"Memo on the code “{codes[memo.code_id].name}”."
     if memo.segment_id:
         segment = segments[memo.segment_id]
-        return f"Memo on a coded segment ({segment.code.name}) of “{source_name(sections[segment.section_id])}”."
+        return f"Memo on a coded segment ({segment.code_name}) of “{source_name(sections[segment.section_id])}”."
     if memo.section_id:
         return f"Memo on “{source_name(sections[memo.section_id])}”."
     if memo.case_id:
@@ -335,11 +349,15 @@ def export_qdpx(course: Course, *, include_memos: bool = True) -> bytes:
     )
     left_out = submitted - len(sections)
 
-    segments_by_section: dict[int, list[CodedSegment]] = defaultdict(list)
+    segments_by_section: dict[int, list[_Segment]] = defaultdict(list)
     misfits = 0
-    segments: dict[int, CodedSegment] = {}
-    for segment in (CodedSegment.objects.research(course).select_related("coder", "code")
-                    .order_by("section_id", "start", "end", "pk")):
+    segments: dict[int, _Segment] = {}
+    rows = (
+        CodedSegment.objects.research(course)
+        .order_by("section_id", "start", "end", "pk")
+        .values_list("pk", "section_id", "start", "end", "code_id", "code__name", "coder_id", "created_at")
+    )
+    for segment in map(_Segment._make, rows):
         section = by_pk.get(segment.section_id)
         if section is None:
             continue
@@ -378,7 +396,9 @@ def export_qdpx(course: Course, *, include_memos: bool = True) -> bytes:
             project_memo_refs.append(object_guid("memo", memo.pk))
 
     users = {s.note.author.pk: s.note.author for s in sections}
-    users.update({s.coder.pk: s.coder for s in segments.values()})
+    coders = {s.coder_id for s in segments.values()} - users.keys()
+    if coders:
+        users.update({u.pk: u for u in get_user_model().objects.filter(pk__in=coders).order_by("pk")})
     users.update({m.author.pk: m.author for m in memos})
 
     ns = PROJECT_NS
@@ -423,19 +443,19 @@ def export_qdpx(course: Course, *, include_memos: bool = True) -> bytes:
                 if section.case_id == case.pk:
                     _add(case_el, ns, "SourceRef", targetGUID=object_guid("section", section.pk))
 
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes | str] = {}  # a text is encoded (UTF-8) only as it is zipped
     if sections:
         sources_el = _add(root, ns, "Sources")
         for section in sections:
             source_guid = object_guid("section", section.pk)
-            files[f"sources/{source_guid}.txt"] = section.text.encode("utf-8")
+            files[f"sources/{source_guid}.txt"] = section.text
             source_el = _add(sources_el, ns, "TextSource", guid=source_guid, name=source_name(section),
                              plainTextPath=f"internal://{source_guid}.txt",
                              creatingUser=object_guid("user", section.note.author_id),
                              creationDateTime=_when(section.note.submitted_at))
             for segment in segments_by_section.get(section.pk, []):
                 selection_el = _add(source_el, ns, "PlainTextSelection", guid=object_guid("segment", segment.pk),
-                                    name=segment.code.name, startPosition=str(segment.start),
+                                    name=segment.code_name, startPosition=str(segment.start),
                                     endPosition=str(segment.end), creatingUser=object_guid("user", segment.coder_id),
                                     creationDateTime=_when(segment.created_at))
                 coding_el = _add(selection_el, ns, "Coding", guid=object_guid("coding", segment.pk),
@@ -486,7 +506,8 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
+def _zip(files: dict[str, bytes | str]) -> bytes:
+    """The files in a zip of fixed timestamps; text (str) is written as UTF-8."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(files):

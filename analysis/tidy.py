@@ -1,6 +1,7 @@
 """Tidy data of one course: the tables behind the report, as CSV and XLSX.
 
-Four tables, each a list of flat dicts with a fixed column order:
+Four tables, each a list of tuples in a fixed column order (the `*_rows`
+functions give the same rows as dicts by column name, for reading):
 
 - segments (`SEGMENT_COLUMNS`), one row per coded segment of the shared
   coding of research-eligible text (`CodedSegment.objects.research`), so a
@@ -33,9 +34,14 @@ Four tables, each a list of flat dicts with a fixed column order:
   when_not_to_use, example, colour, retired, segment_count.
 
 Participants appear only by pseudonym: identity fields are never selected.
-Every query has an explicit order and rows are sorted again in Python by
-code-point keys, so two runs on the same data give the same bytes whatever
-the database's collation; nothing here writes the time of the run.
+Every query has an explicit order and names compare by code point (COLLATE
+"C" on PostgreSQL, as SQLite does anyway), except group, category and code
+names, which sort case-insensitively first (`_name_key`) and are put in
+order in Python; so two runs on the same data give the same bytes whatever
+the database's collation. Nothing here writes the time of the run.
+
+Research eligibility is decided once per export (`research_scope`): every
+table of that export filters by the same eligible section ids.
 """
 
 from __future__ import annotations
@@ -46,14 +52,19 @@ import io
 import json
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
+from itertools import repeat
+from operator import itemgetter
 
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Length
+from django.db import NotSupportedError, connection
+from django.db.models import BooleanField, Count, F, Func, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Collate, Length
 from django.utils import timezone
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.xml.functions import tostring
@@ -124,121 +135,180 @@ def _joined(names: Iterable[str]) -> str:
     return LIST_SEPARATOR.join(sorted(set(names), key=_name_key))
 
 
-def _research_segments(course):
-    return CodedSegment.objects.research(course)
-
-
 def _eligible_sections(course):
     return NoteSection.objects.research_eligible().filter(note__meeting__group__course=course)
+
+
+def _by_code_point(field: str) -> Collate:
+    """`field` to order by, compared code point by code point as Python compares
+    strings, whatever collation the database has."""
+    return Collate(F(field), "C" if connection.vendor == "postgresql" else "BINARY")
+
+
+def _in_group_name_order(table: list[tuple], runs: list[tuple[tuple, int]]) -> list[tuple]:
+    """The table's rows with whole groups put in name order.
+
+    The query orders rows by group id first, then by the rest of the table's
+    order; group names sort case-insensitively (`_name_key`), which no
+    database collation does the same way everywhere, so the groups' runs of
+    rows move here, whole. `runs` holds (sort key, index of the first row) of
+    each run in table order; the sort key is (`_name_key(name)`, group id).
+    The result is what sorting every row by (name key, group id, the rest)
+    gives."""
+    if all(runs[i][0] < runs[i + 1][0] for i in range(len(runs) - 1)):
+        return table
+    ends = [start for _, start in runs[1:]] + [len(table)]
+    out: list[tuple] = []
+    for (_, start), end in sorted(zip(runs, ends)):
+        out.extend(table[start:end])
+    return out
+
+
+# --- What one export reads --------------------------------------------------------
+
+
+class _Among(Func):
+    """`field` is one of `ids`, the ids passed as one query parameter
+    however many there are: an IN list takes a parameter per id, which
+    Django prepares one by one (and SQLite takes only so many of)."""
+
+    output_field = BooleanField()
+
+    def __init__(self, field: str, ids: list[int]):
+        super().__init__(F(field))
+        self.ids = ids
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"{sql} = ANY(%s::bigint[])", (*params, "{" + ",".join(map(str, self.ids)) + "}")
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"{sql} IN (SELECT value FROM json_each(%s))", (*params, json.dumps(self.ids))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotSupportedError(f"The tidy data exports do not support {connection.vendor}.")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The course's research data as one export sees it: the ids of its
+    research-eligible sections and of the cases those sections are about."""
+
+    sections: list[int]
+    cases: list[int]
+
+
+def research_scope(course, sections: Iterable[tuple[int, int | None]] | None = None) -> Scope:
+    """Decide research eligibility once for a whole export (1 query); every
+    table of the export then filters by these ids.
+
+    `sections`: the eligible sections' (id, case id) pairs, when the caller
+    has read them already."""
+    if sections is None:
+        sections = _eligible_sections(course).values_list("pk", "case_id").order_by("pk")
+    section_ids: list[int] = []
+    case_ids: set[int] = set()
+    for pk, case_id in sections:
+        section_ids.append(pk)
+        if case_id is not None:
+            case_ids.add(case_id)
+    return Scope(section_ids, sorted(case_ids))
+
+
+def _research_segments(scope: Scope):
+    """`CodedSegment.objects.research(course)`, with the eligible sections of the scope."""
+    return CodedSegment.objects.filter(_Among("section_id", scope.sections), round__isnull=True)
 
 
 # --- The four tables -------------------------------------------------------------
 
 
-def segments_rows(course) -> list[dict]:
-    """One row per coded segment of the course's research data (1 query)."""
-    fields = (
-        "pk", "start", "end", "quote", "needs_review", "created_at", "section_id", "section__kind",
-        "section__note__author__username", "section__note__meeting__number", "section__note__meeting__starts_at",
-        "section__note__meeting__group__name", "section__note__meeting__group_id", "section__note__meeting_id",
-        "section__case__order", "section__case__title", "section__case__presenter__pseudonym",
-        "coder__username", "code__name", "code__category__name",
-    )
-    values = (
-        _research_segments(course)
-        .values(*fields)
+def segment_table(course, scope: Scope | None = None) -> list[tuple]:
+    """One row per coded segment of the course's research data, in
+    SEGMENT_COLUMNS order (1 query; 1 more without a scope)."""
+    scope = scope or research_scope(course)
+    rows = (
+        _research_segments(scope)
+        .values_list(
+            "section__note__meeting__group_id", "section__note__meeting_id", "section__note__meeting__starts_at",
+            "pk", "section__note__meeting__group__name", "section__note__meeting__number", "section__case__order",
+            "section__case__title", "section__case__presenter__pseudonym", "section_id", "section__kind",
+            "section__note__author__username", "coder__username", "code__name", "code__category__name", "start",
+            "end", "quote", "needs_review", "created_at",
+        )
+        # Only a case section has a case (a constraint of NoteSection), so the
+        # case columns are blank, and the case order ties, everywhere else.
         .order_by(
-            "section__note__meeting__group__name", "section__note__meeting__group_id",
-            "section__note__meeting__number", "section__kind", "section__case__order",
-            "section__note__author__username", "section_id", "start", "end", "pk",
+            "section__note__meeting__group_id", "section__note__meeting__number", _by_code_point("section__kind"),
+            "section__case__order", _by_code_point("section__note__author__username"), "section_id", "start",
+            "end", "pk",
         )
     )
-    rows = []
-    for v in values:
-        is_case = v["section__kind"] == NoteSection.Kind.CASE
-        row = {
-            "segment_id": v["pk"],
-            "group": v["section__note__meeting__group__name"],
-            "session_number": v["section__note__meeting__number"],
-            "session_date": _local_date(v["section__note__meeting__starts_at"], course),
-            "case_order": v["section__case__order"] if is_case else None,
-            "case_title": v["section__case__title"] if is_case else None,
-            "presenter_pseudonym": v["section__case__presenter__pseudonym"] if is_case else None,
-            "section_id": v["section_id"],
-            "section_kind": v["section__kind"],
-            "note_author": v["section__note__author__username"],
-            "coder": v["coder__username"],
-            "code": v["code__name"],
-            "category": v["code__category__name"],
-            "start": v["start"],
-            "end": v["end"],
-            "quote": v["quote"],
-            "needs_review": v["needs_review"],
-            "created_utc": _utc(v["created_at"]),
-        }
-        sort_key = (
-            _name_key(row["group"]), v["section__note__meeting__group_id"], row["session_number"],
-            row["section_kind"], row["case_order"] or 0, row["note_author"], row["section_id"],
-            row["start"], row["end"], row["segment_id"],
-        )
-        rows.append((sort_key, row))
-    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+    table: list[tuple] = []
+    runs: list[tuple[tuple, int]] = []
+    group_now = None
+    dates: dict[int, str] = {}  # meeting id -> its local date
+    for (group_id, meeting_id, starts_at, pk, group, number, case_order, case_title, presenter, section_id, kind,
+         author, coder, code, category, start, end, quote, needs_review, created_at) in rows:
+        if group_id != group_now:
+            group_now = group_id
+            runs.append(((_name_key(group), group_id), len(table)))
+        day = dates.get(meeting_id)
+        if day is None:
+            day = dates[meeting_id] = _local_date(starts_at, course)
+        table.append((pk, group, number, day, case_order, case_title, presenter, section_id, kind, author, coder,
+                      code, category, start, end, quote, needs_review, _utc(created_at)))
+    return _in_group_name_order(table, runs)
 
 
-def cases_rows(course) -> list[dict]:
-    """One row per case presentation with research-eligible text (3 queries)."""
-    eligible_cases = _eligible_sections(course).filter(case__isnull=False).values("case")
-    cases = (
-        CasePresentation.objects.filter(pk__in=eligible_cases)
-        .values(
-            "pk", "order", "title", "presenter__pseudonym", "meeting__number", "meeting__starts_at",
-            "meeting__group__name", "meeting__group_id",
-        )
-        .order_by("meeting__group__name", "meeting__group_id", "meeting__number", "order", "pk")
-    )
+def case_table(course, scope: Scope | None = None) -> list[tuple]:
+    """One row per case presentation with research-eligible text, in
+    CASE_COLUMNS order (3 queries; 1 more without a scope)."""
+    scope = scope or research_scope(course)
     from_segments: dict[int, set[str]] = defaultdict(set)
     segment_count: Counter = Counter()
     case_code_segment_count: Counter = Counter()
-    segment_codes = (
-        _research_segments(course)
+    segment_codes = (  # how many segments of each code each case has
+        _research_segments(scope)
         .filter(section__case__isnull=False)
-        .values_list("section__case_id", "code__name", "code__category__unit")
-        .order_by("section__case_id", "pk")
+        .values_list("section__case_id", "code_id", "code__name", "code__category__unit")
+        .annotate(n=Count("pk"))
+        .order_by("section__case_id", "code_id")
     )
-    for case_id, code, unit in segment_codes:
-        segment_count[case_id] += 1
+    for case_id, _, code, unit, n in segment_codes:
+        segment_count[case_id] += n
         if unit == CASE_UNIT:
-            case_code_segment_count[case_id] += 1
+            case_code_segment_count[case_id] += n
             from_segments[case_id].add(code)
     set_on_case: dict[int, set[str]] = defaultdict(set)
     direct = (
-        CaseCoding.objects.filter(case__in=eligible_cases, code__category__unit=CASE_UNIT)
+        CaseCoding.objects.filter(_Among("case_id", scope.cases), code__category__unit=CASE_UNIT)
         .values_list("case_id", "code__name")
         .order_by("case_id", "code__name", "pk")
     )
     for case_id, code in direct:
         set_on_case[case_id].add(code)
 
-    rows = []
-    for c in cases:
-        pk = c["pk"]
-        row = {
-            "case_id": pk,
-            "group": c["meeting__group__name"],
-            "session_number": c["meeting__number"],
-            "session_date": _local_date(c["meeting__starts_at"], course),
-            "case_order": c["order"],
-            "case_title": c["title"],
-            "presenter_pseudonym": c["presenter__pseudonym"],
-            "case_codes": _joined(from_segments[pk] | set_on_case[pk]),
-            "codes_from_segments": _joined(from_segments[pk]),
-            "codes_set_on_case": _joined(set_on_case[pk]),
-            "segment_count": segment_count[pk],
-            "case_code_segment_count": case_code_segment_count[pk],
-        }
-        rows.append(((_name_key(row["group"]), c["meeting__group_id"], row["session_number"], row["case_order"],
-                      pk), row))
-    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+    cases = (
+        CasePresentation.objects.filter(_Among("pk", scope.cases))
+        .values_list("meeting__group_id", "pk", "meeting__group__name", "meeting__number", "meeting__starts_at",
+                     "order", "title", "presenter__pseudonym")
+        .order_by("meeting__group_id", "meeting__number", "order", "pk")
+    )
+    table: list[tuple] = []
+    runs: list[tuple[tuple, int]] = []
+    group_now = None
+    for group_id, pk, group, number, starts_at, order, title, presenter in cases:
+        if group_id != group_now:
+            group_now = group_id
+            runs.append(((_name_key(group), group_id), len(table)))
+        table.append((
+            pk, group, number, _local_date(starts_at, course), order, title, presenter,
+            _joined(from_segments[pk] | set_on_case[pk]), _joined(from_segments[pk]), _joined(set_on_case[pk]),
+            segment_count[pk], case_code_segment_count[pk],
+        ))
+    return _in_group_name_order(table, runs)
 
 
 def _count_of(queryset, field: str):
@@ -249,8 +319,30 @@ def _count_of(queryset, field: str):
     )
 
 
-def sessions_rows(course) -> list[dict]:
-    """One row per session of the course, whatever its status (3 queries)."""
+def session_table(course, scope: Scope | None = None) -> list[tuple]:
+    """One row per session of the course, whatever its status, in
+    SESSION_COLUMNS order (3 queries; 1 more without a scope)."""
+    scope = scope or research_scope(course)
+    themes: dict[int, set[str]] = defaultdict(set)
+    segment_count: Counter = Counter()
+    segment_codes = (  # how many segments of each code each session has
+        _research_segments(scope)
+        .values_list("section__note__meeting_id", "code_id", "code__name", "code__category__unit")
+        .annotate(n=Count("pk"))
+        .order_by("section__note__meeting_id", "code_id")
+    )
+    for meeting_id, _, code, unit, n in segment_codes:
+        segment_count[meeting_id] += n
+        if unit == SESSION_UNIT:
+            themes[meeting_id].add(code)
+    direct = (
+        CaseCoding.objects.filter(_Among("case_id", scope.cases), code__category__unit=SESSION_UNIT)
+        .values_list("case__meeting_id", "code__name")
+        .order_by("case__meeting_id", "code__name", "pk")
+    )
+    for meeting_id, code in direct:
+        themes[meeting_id].add(code)
+
     meetings = (
         Meeting.objects.filter(group__course=course)
         .annotate(
@@ -259,97 +351,86 @@ def sessions_rows(course) -> list[dict]:
             case_total=_count_of(CasePresentation.objects.filter(meeting=OuterRef("pk")).order_by(), "meeting"),
             group_size=_count_of(Participant.objects.filter(group=OuterRef("group")).order_by(), "group"),
         )
-        .values(
-            "pk", "number", "starts_at", "status", "duration_minutes", "group__name", "group_id",
-            "present", "recorded", "case_total", "group_size",
+        .values_list(
+            "group_id", "pk", "group__name", "number", "starts_at", "status", "duration_minutes", "present",
+            "recorded", "case_total", "group_size",
         )
-        .order_by("group__name", "group_id", "number", "pk")
+        .order_by("group_id", "number", "pk")
     )
-    themes: dict[int, set[str]] = defaultdict(set)
-    segment_count: Counter = Counter()
-    segment_codes = (
-        _research_segments(course)
-        .values_list("section__note__meeting_id", "code__name", "code__category__unit")
-        .order_by("section__note__meeting_id", "pk")
-    )
-    for meeting_id, code, unit in segment_codes:
-        segment_count[meeting_id] += 1
-        if unit == SESSION_UNIT:
-            themes[meeting_id].add(code)
-    eligible_cases = _eligible_sections(course).filter(case__isnull=False).values("case")
-    direct = (
-        CaseCoding.objects.filter(case__in=eligible_cases, code__category__unit=SESSION_UNIT)
-        .values_list("case__meeting_id", "code__name")
-        .order_by("case__meeting_id", "code__name", "pk")
-    )
-    for meeting_id, code in direct:
-        themes[meeting_id].add(code)
-
-    rows = []
-    for m in meetings:
-        pk = m["pk"]
-        row = {
-            "group": m["group__name"],
-            "session_number": m["number"],
-            "session_date": _local_date(m["starts_at"], course),
-            "status": m["status"],
-            "duration_minutes": m["duration_minutes"],
-            "attendance_count": m["present"] if m["recorded"] else None,
-            "group_size": m["group_size"],
-            "cases_presented": m["case_total"],
-            "themes": _joined(themes[pk]),
-            "segment_count": segment_count[pk],
-        }
-        rows.append(((_name_key(row["group"]), m["group_id"], row["session_number"], pk), row))
-    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+    table: list[tuple] = []
+    runs: list[tuple[tuple, int]] = []
+    group_now = None
+    for (group_id, pk, group, number, starts_at, status, duration, present, recorded, case_total,
+         group_size) in meetings:
+        if group_id != group_now:
+            group_now = group_id
+            runs.append(((_name_key(group), group_id), len(table)))
+        table.append((
+            group, number, _local_date(starts_at, course), status, duration, present if recorded else None,
+            group_size, case_total, _joined(themes[pk]), segment_count[pk],
+        ))
+    return _in_group_name_order(table, runs)
 
 
-def codebook_rows(course) -> list[dict]:
-    """One row per code of the course, retired ones too (2 queries)."""
+def codebook_table(course, scope: Scope | None = None) -> list[tuple]:
+    """One row per code of the course, retired ones too, in CODEBOOK_COLUMNS
+    order (2 queries; 1 more without a scope)."""
+    scope = scope or research_scope(course)
+    counts = dict(
+        _research_segments(scope).values("code_id").annotate(n=Count("pk")).values_list("code_id", "n")
+        .order_by("code_id")
+    )
     codes = (
         Code.objects.filter(course=course)
-        .values(
-            "pk", "name", "parent__name", "definition", "when_to_use", "when_not_to_use", "example", "colour",
-            "retired_at", "category_id", "category__name", "category__order", "category__unit",
+        .values_list(
+            "pk", "category__name", "category__unit", "name", "parent__name", "definition", "when_to_use",
+            "when_not_to_use", "example", "colour", "retired_at", "category__order", "category_id",
         )
         .order_by("category__order", "category__name", "category_id", "name", "pk")
     )
-    counts = dict(
-        _research_segments(course).values("code_id").annotate(n=Count("pk")).values_list("code_id", "n")
-        .order_by("code_id")
-    )
+    # A few dozen codes: sorted here, names case-insensitively.
     rows = []
-    for c in codes:
-        row = {
-            "code_id": c["pk"],
-            "category": c["category__name"],
-            "category_unit": c["category__unit"],
-            "code": c["name"],
-            "parent": c["parent__name"],
-            "definition": c["definition"],
-            "when_to_use": c["when_to_use"],
-            "when_not_to_use": c["when_not_to_use"],
-            "example": c["example"],
-            "colour": c["colour"],
-            "retired": c["retired_at"] is not None,
-            "segment_count": counts.get(c["pk"], 0),
-        }
-        rows.append(((c["category__order"], _name_key(row["category"]), c["category_id"], _name_key(row["code"]),
-                      row["code_id"]), row))
-    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+    for (pk, category, unit, name, parent, definition, when_to_use, when_not_to_use, example, colour, retired_at,
+         category_order, category_id) in codes:
+        rows.append((
+            (category_order, _name_key(category), category_id, _name_key(name), pk),
+            (pk, category, unit, name, parent, definition, when_to_use, when_not_to_use, example, colour,
+             retired_at is not None, counts.get(pk, 0)),
+        ))
+    return [row for _, row in sorted(rows, key=itemgetter(0))]
 
 
-# (file stem and sheet name, columns, rows), in the order files and sheets appear.
+# (file stem and sheet name, columns, table(course, scope=None)), in the order files and sheets appear.
 TABLES = [
-    ("segments", SEGMENT_COLUMNS, segments_rows),
-    ("cases", CASE_COLUMNS, cases_rows),
-    ("sessions", SESSION_COLUMNS, sessions_rows),
-    ("codebook", CODEBOOK_COLUMNS, codebook_rows),
+    ("segments", SEGMENT_COLUMNS, segment_table),
+    ("cases", CASE_COLUMNS, case_table),
+    ("sessions", SESSION_COLUMNS, session_table),
+    ("codebook", CODEBOOK_COLUMNS, codebook_table),
 ]
 
 
-def _tables(course) -> list[tuple[str, list[str], list[dict]]]:
-    return [(name, columns, build(course)) for name, columns, build in TABLES]
+def _as_dicts(columns: list[str], table: list[tuple]) -> list[dict]:
+    return [dict(zip(columns, row)) for row in table]
+
+
+def segments_rows(course) -> list[dict]:
+    """The segments table as dicts by column name (2 queries)."""
+    return _as_dicts(SEGMENT_COLUMNS, segment_table(course))
+
+
+def cases_rows(course) -> list[dict]:
+    """The cases table as dicts by column name (4 queries)."""
+    return _as_dicts(CASE_COLUMNS, case_table(course))
+
+
+def sessions_rows(course) -> list[dict]:
+    """The sessions table as dicts by column name (4 queries)."""
+    return _as_dicts(SESSION_COLUMNS, session_table(course))
+
+
+def codebook_rows(course) -> list[dict]:
+    """The codebook table as dicts by column name (3 queries)."""
+    return _as_dicts(CODEBOOK_COLUMNS, codebook_table(course))
 
 
 # --- CSV -------------------------------------------------------------------------
@@ -372,20 +453,38 @@ def _csv_cell(value) -> str:
     return neutralise(str(value))
 
 
-def to_csv(rows: list[dict], columns: list[str]) -> bytes:
+_CSV_NATIVE = frozenset({int, type(None)})  # what the csv module writes as _csv_cell would
+_CSV_TEXT = frozenset({str, type(None)})
+
+
+def _csv_column(values: tuple) -> Sequence:
+    """One column's values as `_csv_cell` makes them, or as they are where
+    the csv module writes them the same way by itself (None as nothing, a
+    whole number as its digits, text that no spreadsheet would run). Checked
+    a column at a time, so a plain column costs no Python per value."""
+    kinds = set(map(type, values))
+    if kinds <= _CSV_NATIVE:
+        return values
+    if kinds <= _CSV_TEXT and not any(map(str.startswith, filter(None, values), repeat(FORMULA_STARTS))):
+        return values
+    return [_csv_cell(value) for value in values]
+
+
+def to_csv(rows: Iterable[Sequence], columns: list[str]) -> bytes:
     """RFC 4180 CSV (CRLF rows, quotes where needed), UTF-8 with a BOM so
     Excel reads it as UTF-8; text cells that would run as a formula start
-    with a '. Numbers are written bare, booleans as true/false, None empty."""
+    with a '. Numbers are written bare, booleans as true/false, None empty.
+    `rows` hold their values in the order of `columns`."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow([neutralise(c) for c in columns])
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(column)) for column in columns])
+    writer.writerows(zip(*map(_csv_column, zip(*rows))))
     return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
 
 
 def export_csv_files(course) -> dict[str, bytes]:
-    return {f"{name}.csv": to_csv(rows, columns) for name, columns, rows in _tables(course)}
+    scope = research_scope(course)
+    return {f"{name}.csv": to_csv(table(course, scope), columns) for name, columns, table in TABLES}
 
 
 # --- XLSX ------------------------------------------------------------------------
@@ -393,7 +492,8 @@ def export_csv_files(course) -> dict[str, bytes]:
 
 def _xlsx_text(text: str) -> str:
     text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)
-    if len(text.encode("utf-16-le")) // 2 > XLSX_CELL_LIMIT:
+    # At most two UTF-16 units a code point: only a long text can be too long.
+    if 2 * len(text) > XLSX_CELL_LIMIT and len(text.encode("utf-16-le")) // 2 > XLSX_CELL_LIMIT:
         keep = XLSX_CELL_LIMIT - len(XLSX_TRUNCATED)
         while len(text[:keep].encode("utf-16-le")) // 2 > keep:
             keep -= 1
@@ -401,15 +501,19 @@ def _xlsx_text(text: str) -> str:
     return text
 
 
-def _set_cell(cell, value) -> None:
-    if value is None:
-        return
-    if isinstance(value, str):
-        cell.value = _xlsx_text(value)
-        # openpyxl takes text starting with "=" for a formula; a string it stays.
+def _xlsx_value(ws, value):
+    """What to append to a write-only sheet for a value: numbers, booleans and
+    None as they are; text made safe, and always a string: openpyxl takes
+    text starting with "=" for a formula and "#N/A" and the like for errors,
+    so those go in a cell whose type is set to string."""
+    if type(value) is not str:
+        return value
+    text = _xlsx_text(value)
+    if text.startswith("=") or text in ERROR_CODES:
+        cell = WriteOnlyCell(ws, text)
         cell.data_type = "s"
-    else:
-        cell.value = value
+        return cell
+    return text
 
 
 def _display_width(value) -> int:
@@ -419,6 +523,21 @@ def _display_width(value) -> int:
         return 5
     text = str(value)
     return max((len(line) for line in text.split("\n")), default=0)
+
+
+def _column_widths(columns: list[str], table: list[tuple]) -> list[int]:
+    """Each column's width: its longest line of text (the header's too), up to
+    the widest a column is made (XLSX_MAX_WIDTH, with 2 of margin)."""
+    enough = XLSX_MAX_WIDTH - 2
+    widths = []
+    for index, column in enumerate(columns):
+        width = len(column)
+        for value in map(itemgetter(index), table):
+            if width >= enough:
+                break
+            width = max(width, _display_width(value))
+        widths.append(width)
+    return widths
 
 
 def _normalise_zip(data: bytes, core_xml: bytes) -> bytes:
@@ -438,26 +557,35 @@ def _normalise_zip(data: bytes, core_xml: bytes) -> bytes:
 def export_xlsx(course) -> bytes:
     """One sheet per table, header bold and frozen, columns sized to their text.
     The same data gives the same bytes: zip times and the workbook's
-    created/modified properties are fixed, not the time of the run."""
-    wb = Workbook()
-    wb.remove(wb.active)
+    created/modified properties are fixed, not the time of the run.
+
+    A write-only workbook: rows stream to the file as they are appended, with
+    no object kept per cell; so each sheet's column widths, frozen header and
+    filter are set before its first row."""
+    wb = Workbook(write_only=True)
     bold = Font(bold=True)
-    for name, columns, rows in _tables(course):
+    scope = research_scope(course)
+    for name, columns, build in TABLES:
+        table = build(course, scope)
         ws = wb.create_sheet(title=name)
-        widths = [len(column) for column in columns]
-        for col, column in enumerate(columns, start=1):
-            cell = ws.cell(row=1, column=col)
-            _set_cell(cell, column)
-            cell.font = bold
-        for r, row in enumerate(rows, start=2):
-            for col, column in enumerate(columns, start=1):
-                value = row.get(column)
-                _set_cell(ws.cell(row=r, column=col), value)
-                widths[col - 1] = max(widths[col - 1], _display_width(value))
-        for col, width in enumerate(widths, start=1):
+        for col, width in enumerate(_column_widths(columns, table), start=1):
             ws.column_dimensions[get_column_letter(col)].width = max(XLSX_MIN_WIDTH, min(XLSX_MAX_WIDTH, width + 2))
         ws.freeze_panes = "A2"
-        ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{max(1, len(rows) + 1)}"
+        used = f"A1:{get_column_letter(len(columns))}{max(1, len(table) + 1)}"
+        ws.auto_filter.ref = used
+        # The sheet's <dimension> (optional; readers size the sheet by it), which
+        # openpyxl writes only for a sheet it holds whole, asks for it this way.
+        ws.calculate_dimension = lambda used=used: used
+        header = []
+        for column in columns:
+            cell = WriteOnlyCell(ws, _xlsx_text(column))
+            cell.data_type = "s"
+            cell.font = bold
+            header.append(cell)
+        ws.append(header)
+        for row in table:
+            ws.append([_xlsx_value(ws, value) for value in row])
+        del table
     props = wb.properties
     props.creator = "Balint groups"
     props.lastModifiedBy = None
@@ -499,66 +627,96 @@ def _consent_summary(course) -> dict:
 
 
 def _fingerprint_data(course) -> dict:
-    eligible = _eligible_sections(course)
+    """What the fingerprint hashes, by name. Most parts are functions that
+    read them: `fingerprint` reads each part only when it hashes it, and
+    lets go of it before the next (the eligible sections come first: the
+    tables and the excluded text are counted from them)."""
     sections = [
-        list(row) for row in eligible.values_list(
+        list(row) for row in _eligible_sections(course).values_list(
             "pk", "revision", "kind", "case_id", "note__meeting_id", "note__author__username", "text"
         ).order_by("pk")
     ]
-    excluded = (
-        NoteSection.objects.filter(note__meeting__group__course=course, note__status=FieldNote.Status.SUBMITTED)
-        .exclude(pk__in=eligible.values("pk"))
-        .aggregate(sections=Count("pk"), chars=Coalesce(Sum(Length("text")), 0))
-    )
-    attendance = [
-        list(row) for row in Attendance.objects.filter(meeting__group__course=course)
-        .values_list("meeting_id", "participant__pseudonym", "present").order_by("meeting_id", "participant_id")
-    ]
-    categories = [
-        list(row) for row in Category.objects.filter(course=course)
-        .values_list("pk", "name", "description", "order", "unit").order_by("pk")
-    ]
-    memos = [
-        list(row) for row in Memo.objects.filter(course=course)
-        .values_list("pk", "author__username", "title", "text", "code_id", "segment_id", "section_id", "case_id",
-                     "round_id").order_by("pk")
-    ]
-    rounds = [
-        [pk, name, status, _utc(closed)] for pk, name, status, closed in CodingRound.objects.filter(course=course)
-        .values_list("pk", "name", "status", "closed_at").order_by("pk")
-    ]
-    round_segments = [
-        list(row) for row in CodedSegment.objects.filter(round__course=course)
-        .values_list("pk", "round_id", "section_id", "code_id", "coder__username", "start", "end").order_by("pk")
-    ]
-    resolutions = [
-        list(row) for row in Resolution.objects.filter(round__course=course)
-        .values_list("pk", "round_id", "section_id", "code_id", "kept_coder__username", "why").order_by("pk")
-    ]
+    scope = research_scope(course, ((pk, case_id) for pk, _, _, case_id, *_ in sections))
+
+    def excluded():
+        counted = (
+            NoteSection.objects.filter(note__meeting__group__course=course, note__status=FieldNote.Status.SUBMITTED)
+            .exclude(_Among("pk", scope.sections))
+            .aggregate(sections=Count("pk"), chars=Coalesce(Sum(Length("text")), 0))
+        )
+        return [counted["sections"], counted["chars"]]
+
+    def rows(queryset):
+        return lambda: [list(row) for row in queryset]
+
+    def rounds():
+        return [
+            [pk, name, status, _utc(closed)] for pk, name, status, closed in CodingRound.objects.filter(course=course)
+            .values_list("pk", "name", "status", "closed_at").order_by("pk")
+        ]
+
     return {
         "format": FINGERPRINT_FORMAT,
         "course": [course.pk, course.name, course.institution, course.time_zone,
                    course.starts_on.isoformat() if course.starts_on else None,
                    course.ends_on.isoformat() if course.ends_on else None],
-        "tables": {name: [[row[c] for c in columns] for row in rows] for name, columns, rows in _tables(course)},
+        "tables": {name: (lambda table=table: table(course, scope)) for name, _, table in TABLES},
         "eligible_sections": sections,
-        "excluded_text": [excluded["sections"], excluded["chars"]],
-        "consent": _consent_summary(course),
-        "attendance": attendance,
-        "categories": categories,
-        "memos": memos,
+        "excluded_text": excluded,
+        "consent": lambda: _consent_summary(course),
+        "attendance": rows(
+            Attendance.objects.filter(meeting__group__course=course)
+            .values_list("meeting_id", "participant__pseudonym", "present").order_by("meeting_id", "participant_id")
+        ),
+        "categories": rows(
+            Category.objects.filter(course=course)
+            .values_list("pk", "name", "description", "order", "unit").order_by("pk")
+        ),
+        "memos": rows(
+            Memo.objects.filter(course=course)
+            .values_list("pk", "author__username", "title", "text", "code_id", "segment_id", "section_id", "case_id",
+                         "round_id").order_by("pk")
+        ),
         "rounds": rounds,
-        "round_segments": round_segments,
-        "resolutions": resolutions,
+        "round_segments": rows(
+            CodedSegment.objects.filter(round__course=course)
+            .values_list("pk", "round_id", "section_id", "code_id", "coder__username", "start", "end").order_by("pk")
+        ),
+        "resolutions": rows(
+            Resolution.objects.filter(round__course=course)
+            .values_list("pk", "round_id", "section_id", "code_id", "kept_coder__username", "why").order_by("pk")
+        ),
     }
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _hash_canonical(digest, value) -> None:
+    """Feed `_canonical(value)` to `digest` (UTF-8), a dict item at a time:
+    a function standing for a value is called when its turn comes, and its
+    value let go once hashed, so the whole JSON never is in memory at once."""
+    if not isinstance(value, dict):
+        digest.update(_canonical(value).encode("utf-8"))
+        return
+    digest.update(b"{")
+    for i, key in enumerate(sorted(value)):
+        digest.update(("," if i else "").encode() + _canonical(key).encode("utf-8") + b":")
+        item = value[key]
+        _hash_canonical(digest, item() if callable(item) else item)
+        del item
+    digest.update(b"}")
 
 
 def fingerprint(course) -> str:
     """sha256 of a canonical JSON of everything the report reads: the four
     tables, the eligible section texts, consent events and counts, the
     amount of excluded text, attendance, categories, memos and double-coding
-    rounds. Same data, same hash; any change to any of it, another hash."""
-    canonical = json.dumps(
-        _fingerprint_data(course), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    rounds. Same data, same hash; any change to any of it, another hash.
+    (The JSON is hashed as it is made, part by part; it is the same text as
+    `json.dumps(..., sort_keys=True, ensure_ascii=False, separators=(",", ":"))`
+    of all the parts.)"""
+    digest = hashlib.sha256()
+    _hash_canonical(digest, _fingerprint_data(course))
+    return digest.hexdigest()

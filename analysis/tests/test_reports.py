@@ -8,6 +8,7 @@ Redis, is in test_report_worker.py.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 import sys
@@ -249,6 +250,23 @@ def test_a_second_delivery_of_the_same_report_does_nothing(world, monkeypatch):
     assert len(builds) == 1
     assert (report.status, report.attempts, report.worker) == (Report.Status.DONE, 1, "w1@host pid 1")
     assert report.files.count() == len(DATA_FILES) + 1
+
+
+def test_built_files_wait_on_disk_until_they_are_stored_one_by_one(world):
+    built = jobs.build(queued(world), lambda percent, stage: None)
+    assert isinstance(built.files, jobs.SpooledFiles)
+    assert set(built.files) == DATA_FILES | {"codebook.qdc"}
+    assert built.files["codebook.qdc"] == qda.export_qdc(world.course)
+    assert built.files["segments.csv"] == tidy.export_csv_files(world.course)["segments.csv"]
+    built.files.close()
+
+    report = queued(world)
+    assert jobs.report_run(report.pk) == "done"
+    for stored in report.files.all():
+        content = bytes(stored.content)
+        assert (stored.size, stored.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+        assert stored.content_type == jobs.content_type_for(stored.name)
+    assert bytes(report.files.get(name="codebook.qdc").content) == qda.export_qdc(world.course)
 
 
 def test_a_build_error_fails_the_report_with_a_readable_reason(world, monkeypatch):

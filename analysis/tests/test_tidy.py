@@ -26,7 +26,9 @@ Set on cases directly: Yövuoro ← Potilaat (also from a), Osastokierto ← Vä
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import re
 import time
 import zipfile
@@ -44,7 +46,7 @@ from analysis.models import CaseCoding, Category, Code, CodedSegment, CodingRoun
 from conftest import helsinki
 from fieldnotes import services
 from fieldnotes.models import NoteSection
-from sessions.models import Attendance, CasePresentation, Consent, Meeting
+from sessions.models import Attendance, CasePresentation, Consent, Group, Meeting, Participant
 
 pytestmark = pytest.mark.django_db
 
@@ -283,7 +285,7 @@ def test_csv_rows_read_back_with_numbers_bare_and_blanks_empty(study):
 
 
 def test_to_csv_neutralises_formula_payloads():
-    rows = [{"text": p, "n": -2} for p in PAYLOADS] + [{"text": "plain = fine", "n": 3}]
+    rows = [(p, -2) for p in PAYLOADS] + [("plain = fine", 3)]
     data = tidy.to_csv(rows, ["text", "n"])
     read = read_csv(data)
     assert [r[0] for r in read[1:]] == ["'" + p for p in PAYLOADS] + ["plain = fine"]
@@ -324,6 +326,17 @@ def test_payloads_in_data_are_neutralised_in_csv_and_kept_as_strings_in_xlsx(stu
         assert not any(b"<f>" in z.read(n) or b"<f " in z.read(n) for n in z.namelist())
 
 
+def test_to_csv_writes_every_kind_of_value_as_before():
+    rows = [("a,b", 1, True, None, 2.5, "'quoted\"", "=1"), ("line\nbreak", None, False, "", -0.5, "x", "y")]
+    data = tidy.to_csv(rows, ["t", "n", "b", "none", "f", "q", "formula"])
+    assert data == (
+        b"\xef\xbb\xbft,n,b,none,f,q,formula\r\n"
+        b'"a,b",1,true,,2.5,"\'quoted""",\'=1\r\n'
+        b'"line\nbreak",,false,,-0.5,x,y\r\n'
+    )
+    assert tidy.to_csv([], ["only"]) == b"\xef\xbb\xbfonly\r\n"
+
+
 # --- XLSX ---------------------------------------------------------------------------
 
 
@@ -345,6 +358,20 @@ def test_xlsx_opens_with_a_bold_frozen_header_per_table(study):
     assert number.data_type == "n"
     review = wb["segments"].cell(row=2, column=tidy.SEGMENT_COLUMNS.index("needs_review") + 1)
     assert review.value is False and review.data_type == "b"
+    assert wb["segments"].dimensions == f"A1:R{1 + len(study.segments)}"
+
+
+def test_xlsx_keeps_text_that_looks_like_an_error_or_a_formula_as_text(study):
+    course = study.world.course
+    thm = Category.objects.get(course=course, name="Teemat")
+    for name in ("#N/A", "=", "=1+1", "#DIV/0!"):
+        Code.objects.create(course=course, category=thm, name=name, definition=name,
+                            created_by=study.world.researcher1)
+    ws = read_xlsx(tidy.export_xlsx(course))["codebook"]
+    col = tidy.CODEBOOK_COLUMNS.index("definition") + 1
+    cells = {ws.cell(row=r, column=col).value: ws.cell(row=r, column=col) for r in range(2, ws.max_row + 1)}
+    for name in ("#N/A", "=", "=1+1", "#DIV/0!"):
+        assert (cells[name].value, cells[name].data_type) == (name, "s")
 
 
 def test_unicode_survives_csv_and_xlsx(study):
@@ -426,6 +453,22 @@ def test_fingerprint_is_stable_for_the_same_data(study):
     assert tidy.fingerprint(course) == first
 
 
+def test_fingerprint_is_the_hash_of_the_whole_canonical_json(study):
+    """The hash is taken part by part as the JSON is made: the same as hashing the whole JSON at once."""
+    course = study.world.course
+    Memo.objects.create(course=course, author=study.world.researcher1, title="Yö", text="Roolimallit ✨ toistuvat.")
+
+    def whole(value):
+        if callable(value):
+            value = value()
+        return {key: whole(item) for key, item in value.items()} if isinstance(value, dict) else value
+
+    data = whole(tidy._fingerprint_data(course))
+    assert data["memos"] and data["round_segments"] and len(data["tables"]["segments"]) == 5
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    assert tidy.fingerprint(course) == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def _move_segment(study):
     CodedSegment.objects.filter(pk=study.segments["a"].pk).update(end=8, quote="Päivysty")
 
@@ -459,15 +502,45 @@ def test_any_change_to_what_the_report_reads_changes_the_fingerprint(study, chan
     assert tidy.fingerprint(study.world.course) != before
 
 
+# --- Order ----------------------------------------------------------------------------
+
+
+def test_groups_come_in_case_insensitive_name_order_whatever_their_ids(study):
+    """Rows are read in group id order and whole groups are put in name
+    order: case-insensitively, the exact name breaking ties."""
+    world = study.world
+    for name, title, person in (("group 0", "Yöllä", "Kaisa Laine"), ("group a", "Aamulla", "Pekka Nieminen")):
+        group = Group.objects.create(course=world.course, name=name)  # after "Group A": a greater id
+        presenter = Participant.objects.create(course=world.course, group=group, pseudonym=f"P-{name}",
+                                               name=person, email=f"{person.split()[0]}@students.example.org")
+        consent(world, presenter, "given", helsinki(2026, 9, 1))
+        meeting = Meeting.objects.create(group=group, number=1, starts_at=helsinki(2026, 9, 9, 12),
+                                         status=Meeting.Status.HELD)
+        Attendance.objects.create(meeting=meeting, participant=presenter, present=True)
+        CasePresentation.objects.create(meeting=meeting, presenter=presenter, order=1, title=title)
+        section = submit(meeting, world.coleader1, {title: f"{title} oli raskasta."})[title]
+        CodedSegment.objects.create(section=section, code=study.codes["Potilaat"], coder=world.researcher1,
+                                    start=0, end=len(title), quote=title, section_revision=section.revision)
+    course = world.course
+    expected = ["group 0", "Group A", "group a"]
+    assert list(dict.fromkeys(r["group"] for r in tidy.segments_rows(course))) == expected
+    assert list(dict.fromkeys(r["group"] for r in tidy.cases_rows(course))) == expected
+    assert list(dict.fromkeys(r["group"] for r in tidy.sessions_rows(course))) == expected
+    segments = read_csv(tidy.export_csv_files(course)["segments.csv"])
+    assert [row[1] for row in segments[1:]] == ["group 0"] + ["Group A"] * 5 + ["group a"]
+    assert [c.value for c in read_xlsx(tidy.export_xlsx(course))["segments"]["B"][1:]] == [r[1] for r in segments[1:]]
+
+
 # --- Query counts ---------------------------------------------------------------------
 
+# One query decides research eligibility for a whole export (tidy.research_scope).
 QUERIES = {
-    "segments_rows": 1,
-    "cases_rows": 3,
-    "sessions_rows": 3,
-    "codebook_rows": 2,
-    "export_csv_files": 9,
-    "export_xlsx": 9,
+    "segments_rows": 2,
+    "cases_rows": 4,
+    "sessions_rows": 4,
+    "codebook_rows": 3,
+    "export_csv_files": 10,
+    "export_xlsx": 10,
     "fingerprint": 19,
 }
 
