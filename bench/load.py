@@ -14,14 +14,9 @@ are exercised); each highlight is a coded segment by the one researcher, one
 segment per tag, with the study's 12 codes.
 
 Notes are opened, written and submitted through the real services
-(note_open, note_submit), so versions, revisions and the audit log look as
-the app leaves them. One shortcut: at submission the identifier check runs
-without the list of participants' names. The students' names here cannot
-occur in the corpus, and the name check costs time in proportion to text
-length times the course's participants (about 0.4 s a note with 180
-participants, ten times that with 1800), which would make the 3000-note
-load take hours; `bench/identifier_check.py` measures that cost on its own.
-E-mail, phone, identity-code and date checks still run. Segments are
+(note_open, note_submit, with the whole identifier check), so versions,
+revisions, research decisions and the audit log look as the app leaves
+them. Segments are
 bulk-inserted: segment_create would add an audit row per segment and nothing
 the measurements read.
 
@@ -78,7 +73,6 @@ def load(corpus_path: str) -> dict:
 
     from analysis.models import Code, CodedSegment
     from analysis.services import codebook_start_from_study
-    from fieldnotes import identifiers
     from fieldnotes import services as notes
     from fieldnotes.models import NoteSection
     from sessions.models import (
@@ -93,18 +87,6 @@ def load(corpus_path: str) -> dict:
         Participant,
         Role,
     )
-
-    # See the module docstring: everything but the per-name search.
-    def unconfirmed_identifiers_without_names(note):
-        ignore = list(note.identifier_confirmations.values_list("text", flat=True))
-        found = {}
-        for section in note.sections.all():
-            hits = identifiers.find_identifiers(section.text, (), ignore)
-            if hits:
-                found[section.pk] = hits
-        return found
-
-    notes.unconfirmed_identifiers = unconfirmed_identifiers_without_names
 
     phases = {}
     t0 = time.perf_counter()
