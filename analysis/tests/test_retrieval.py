@@ -586,3 +586,15 @@ def test_a_session_of_another_course_is_not_offered_even_by_id(client, study, mo
     assert choice_ids(response, "session") == []
     assert response.context["page"] is None  # "Select a valid choice": nothing listed, nothing leaked
     assert "group2" not in response.content.decode().lower()
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "-3", "²", "1e3", "", "0"])
+def test_odd_group_session_and_case_ids_are_refused_or_ignored_not_a_crash(client, study, monkeypatch, value):
+    from analysis.views import retrieval
+
+    monkeypatch.setattr(retrieval, "LISTED_AT_MOST", 2)  # the narrowing code path reads the raw values
+    client.force_login(study.world.researcher1)
+    response = client.get(url("segment_search", study) + f"?group={value}&session={value}&case={value}")
+    assert response.status_code == 200
+    if value:
+        assert response.context["page"] is None  # "Select a valid choice"

@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.shortcuts import render
 from django.forms.utils import flatatt
+from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
@@ -51,8 +51,8 @@ def _session_text(group_name: str, number: int, starts_at, tz) -> str:
 
 class FastSelect(forms.Select):
     """Django's <select>, rendered in Python instead of through a template per
-    <option>: the session and case filters list every session and case of the
-    course (hundreds), and rendering them option by option cost more than the
+    <option>: the session and case filters list up to LISTED_AT_MOST sessions
+    and cases each, and rendering them option by option cost more than the
     rest of the page."""
 
     def render(self, name, value, attrs=None, renderer=None):
@@ -70,14 +70,16 @@ class FastSelect(forms.Select):
 LISTED_AT_MOST = 100
 
 
-def _group_param(request) -> int | None:
+def _id_param(value: str | None) -> int | None:
+    """A GET parameter as a database id, or None (the form reports bad values)."""
     try:
-        return int(request.GET.get("group", ""))
+        number = int(value or "")
     except ValueError:
-        return None  # the form reports it
+        return None
+    return number if 0 < number < 2**31 else None
 
 
-def _listed(rows: QuerySet, group: int | None, group_field: str, selected: str | None) -> tuple[list, bool]:
+def _listed(rows: QuerySet, group: int | None, group_field: str, selected: int | None) -> tuple[list, bool]:
     """`rows` (a values_list) for a filter's <select>: all of them, or the
     chosen group's when there are too many; plus the selected one, so a link
     with ?session= or ?case= keeps working. Returns (rows, cut)."""
@@ -85,26 +87,26 @@ def _listed(rows: QuerySet, group: int | None, group_field: str, selected: str |
     cut = len(listed) > LISTED_AT_MOST
     if cut:
         listed = []
-    if selected and selected.isdigit() and all(str(r[0]) != selected for r in listed):
-        listed += list(rows.filter(pk=int(selected)))  # still scoped: only research data's
+    if selected and all(r[0] != selected for r in listed):
+        listed += list(rows.filter(pk=selected))  # still scoped: only research data's
     return listed, cut
 
 
 def filter_choices(request, sections, tz) -> dict:
     """The group, session and case choices of the segment search, scoped to
     research data and, in a large course, to the chosen group."""
-    group, get = _group_param(request), request.GET.get
+    group, get = _id_param(request.GET.get("group")), request.GET.get
     groups = list(Group.objects.filter(pk__in=sections.values("note__meeting__group"))
                   .order_by("name", "pk").values_list("pk", "name"))
     meetings = (Meeting.objects.filter(pk__in=sections.values("note__meeting"))
                 .order_by("group__name", "starts_at", "pk").values_list("pk", "group__name", "number", "starts_at"))
-    sessions, sessions_cut = _listed(meetings, group, "group_id", get("session"))
+    sessions, sessions_cut = _listed(meetings, group, "group_id", _id_param(get("session")))
     cases = (
         CasePresentation.objects.filter(pk__in=sections.filter(case__isnull=False).values("case"))
         .order_by("meeting__group__name", "meeting__group_id", "meeting__starts_at", "meeting__number", "order")
         .values_list("pk", "meeting__group__name", "meeting__number", "order", "title", "presenter__pseudonym")
     )
-    cases, cases_cut = _listed(cases, group, "meeting__group_id", get("case"))
+    cases, cases_cut = _listed(cases, group, "meeting__group_id", _id_param(get("case")))
     return {
         "groups": groups,
         "sessions": [(pk, _session_text(name, number, starts_at, tz)) for pk, name, number, starts_at in sessions],
