@@ -45,6 +45,14 @@ def held_session(world, *, days_ago=14):
     return meeting
 
 
+def submitted_session(world):
+    """`held_session`, with co-leader 1's note on it submitted."""
+    meeting = held_session(world)
+    note = services.note_open(meeting=meeting, author=world.coleader1)
+    services.note_submit(note=note, base_version=0, texts={}, actor=world.coleader1)
+    return meeting
+
+
 def stored(meeting):
     return sorted(NoteSection.objects.filter(note__meeting=meeting, research_ok=True).values_list("kind", flat=True))
 
@@ -60,9 +68,7 @@ def test_submitting_stores_the_decision_and_drafts_stay_out(world):
 
 @pytest.mark.django_db
 def test_moving_a_session_before_the_consent_takes_it_out_and_back(world):
-    meeting = held_session(world)
-    note = services.note_open(meeting=meeting, author=world.coleader1)
-    services.note_submit(note=note, base_version=0, texts={}, actor=world.coleader1)
+    meeting = submitted_session(world)
     start = meeting.starts_at
     scheduling.meeting_reschedule(meeting=meeting, starts_at=start - 2 * DAY, duration_minutes=90, place="",
                                   actor=world.leader)
@@ -75,9 +81,7 @@ def test_moving_a_session_before_the_consent_takes_it_out_and_back(world):
 @pytest.mark.django_db
 def test_deleting_a_withdrawal_in_the_admin_restores_the_data(world):
     """The Django admin saves and deletes model instances: signals reach it."""
-    meeting = held_session(world)
-    note = services.note_open(meeting=meeting, author=world.coleader1)
-    services.note_submit(note=note, base_version=0, texts={}, actor=world.coleader1)
+    meeting = submitted_session(world)
     withdrawal = consent(world, world.participants[1], "withdrawn", timezone.now(), scope="past")
     assert stored(meeting) == ["case"]  # S2 attended the discussion, presented no case
     withdrawal.delete()
@@ -87,9 +91,7 @@ def test_deleting_a_withdrawal_in_the_admin_restores_the_data(world):
 @pytest.mark.django_db
 def test_attendance_saved_in_bulk_by_the_leader_is_reflected(world):
     """attendance_record writes with bulk_create/bulk_update, which send no signals."""
-    meeting = held_session(world)
-    note = services.note_open(meeting=meeting, author=world.coleader1)
-    services.note_submit(note=note, base_version=0, texts={}, actor=world.coleader1)
+    meeting = submitted_session(world)
     s3 = world.participants[2]  # never consented
     scheduling.attendance_record(meeting=meeting, participants=world.participants,
                                  present_ids={p.pk for p in world.participants}, actor=world.leader)
@@ -101,9 +103,7 @@ def test_attendance_saved_in_bulk_by_the_leader_is_reflected(world):
 
 @pytest.mark.django_db
 def test_a_case_added_after_submission_gains_a_decided_section(world):
-    meeting = held_session(world)
-    note = services.note_open(meeting=meeting, author=world.coleader1)
-    services.note_submit(note=note, base_version=0, texts={}, actor=world.coleader1)
+    meeting = submitted_session(world)
     CasePresentation.objects.create(meeting=meeting, presenter=world.participants[1], order=2, title="Second")
     services.note_open(meeting=meeting, author=world.coleader1)  # the note gains the case's section
     assert stored(meeting) == ["case", "case", "discussion", "other"]
@@ -111,10 +111,8 @@ def test_a_case_added_after_submission_gains_a_decided_section(world):
 
 @pytest.mark.django_db
 def test_refresh_command_finds_and_repairs_a_hand_edit(world):
-    meeting = held_session(world)
-    note = services.note_open(meeting=meeting, author=world.coleader1)
-    services.note_submit(note=note, base_version=0, texts={}, actor=world.coleader1)
-    section = note.sections.get(kind="discussion")
+    meeting = submitted_session(world)
+    section = NoteSection.objects.get(note__meeting=meeting, kind="discussion")
     with connection.cursor() as cursor:  # an edit behind the app's back
         cursor.execute("UPDATE fieldnotes_notesection SET research_ok = %s WHERE id = %s", [False, section.pk])
     with pytest.raises(CommandError, match="1 section"):

@@ -1,24 +1,12 @@
 """The identifier check as a submission runs it (services.unconfirmed_identifiers):
 the course's participants' names, in a bounded number of queries."""
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from fieldnotes import services
-from sessions.models import CasePresentation, Meeting, Participant
+from sessions.models import Participant
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def held(world):
-    meeting = Meeting.objects.create(
-        group=world.group, number=1, starts_at=timezone.now() - timedelta(hours=3), status=Meeting.Status.HELD
-    )
-    CasePresentation.objects.create(meeting=meeting, presenter=world.participants[0], order=1, title="On call alone")
-    return meeting
 
 
 def write(note, kind, text, actor):

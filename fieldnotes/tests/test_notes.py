@@ -15,15 +15,6 @@ from sessions.models import AuditEvent, CasePresentation, Meeting
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def held(world):
-    meeting = Meeting.objects.create(
-        group=world.group, number=1, starts_at=timezone.now() - timedelta(hours=3), status=Meeting.Status.HELD
-    )
-    CasePresentation.objects.create(meeting=meeting, presenter=world.participants[0], order=1, title="On call alone")
-    return meeting
-
-
 def open_note(meeting, author):
     return services.note_open(meeting=meeting, author=author)
 
