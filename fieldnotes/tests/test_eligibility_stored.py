@@ -79,8 +79,9 @@ def test_moving_a_session_before_the_consent_takes_it_out_and_back(world):
 
 
 @pytest.mark.django_db
-def test_deleting_a_withdrawal_in_the_admin_restores_the_data(world):
-    """The Django admin saves and deletes model instances: signals reach it."""
+def test_deleting_a_withdrawal_outside_the_services_restores_the_data(world):
+    """Model save() and delete() (the Django admin, where sessions, attendance
+    and cases are editable; a data fix in the shell) reach the decision by signals."""
     meeting = submitted_session(world)
     withdrawal = consent(world, world.participants[1], "withdrawn", timezone.now(), scope="past")
     assert stored(meeting) == ["case"]  # S2 attended the discussion, presented no case
