@@ -167,3 +167,21 @@ def test_a_withdrawal_racing_a_submission_leaves_the_section_out(transactional_d
         t.join(30)
     assert not errors
     assert stored(meeting) == []  # S1 presented the case and attended the discussion
+
+
+@pytest.mark.django_db
+def test_marking_an_attendee_present_in_the_django_admin_takes_the_discussion_out(client, world):
+    """S3 (no consent) recorded as present by a superuser in the admin: the
+    discussion may now mention S3, so it stops being research data at once."""
+    from django.urls import reverse
+
+    meeting = submitted_session(world)
+    absent = Attendance.objects.create(meeting=meeting, participant=world.participants[2], present=False)
+    assert stored(meeting) == ["case", "discussion", "other"]
+    superuser = world.admin.__class__.objects.create_superuser("root", "root@example.org", "x-Password-42")
+    client.force_login(superuser)
+    response = client.post(reverse("admin:balint_sessions_attendance_change", args=[absent.pk]), {
+        "meeting": meeting.pk, "participant": world.participants[2].pk, "present": "on",
+    })
+    assert response.status_code == 302, response.content.decode()[:500]
+    assert stored(meeting) == ["case"]
