@@ -2,6 +2,9 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 
+from balint.forms import Textarea
+from balint.limits import DESCRIPTION_CHARS, REASON_CHARS
+
 from .models import Category, Code, Memo
 
 WHY_HELP = "Why this change? Kept in the codebook's history so the method can be audited."
@@ -14,12 +17,13 @@ def _helper(label: str) -> FormHelper:
 
 
 class CategoryForm(forms.ModelForm):
-    why = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text=WHY_HELP)
+    why = forms.CharField(required=False, max_length=REASON_CHARS, widget=Textarea(attrs={"rows": 2}),
+                          help_text=WHY_HELP)
 
     class Meta:
         model = Category
         fields = ["name", "description", "unit", "order"]
-        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        widgets = {"description": Textarea(attrs={"rows": 2})}
         labels = {"unit": "Counted"}
 
     def __init__(self, *args, course, **kwargs):
@@ -35,7 +39,8 @@ class CategoryForm(forms.ModelForm):
 
 
 class CodeForm(forms.ModelForm):
-    why = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text=WHY_HELP)
+    why = forms.CharField(required=False, max_length=REASON_CHARS, widget=Textarea(attrs={"rows": 2}),
+                          help_text=WHY_HELP)
 
     class Meta:
         model = Code
@@ -43,7 +48,7 @@ class CodeForm(forms.ModelForm):
                   "shortcut"]
         widgets = {
             "colour": forms.TextInput(attrs={"type": "color"}),
-            **{f: forms.Textarea(attrs={"rows": 2}) for f in ["definition", "when_to_use", "when_not_to_use", "example"]},
+            **{f: Textarea(attrs={"rows": 2}) for f in ["definition", "when_to_use", "when_not_to_use", "example"]},
         }
 
     def __init__(self, *args, course, **kwargs):
@@ -71,7 +76,7 @@ class CodeForm(forms.ModelForm):
 
 
 class WhyForm(forms.Form):
-    why = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text=WHY_HELP)
+    why = forms.CharField(max_length=REASON_CHARS, widget=Textarea(attrs={"rows": 3}), help_text=WHY_HELP)
 
 
 class RetireForm(WhyForm):
@@ -91,7 +96,7 @@ class MergeForm(WhyForm):
 
 class SplitForm(WhyForm):
     name = forms.CharField(max_length=100, label="Name of the new code")
-    definition = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    definition = forms.CharField(required=False, max_length=DESCRIPTION_CHARS, widget=Textarea(attrs={"rows": 2}))
     segments = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Segments that move to the new code")
 
     def __init__(self, *args, code, segment_choices, **kwargs):
@@ -111,7 +116,7 @@ class MemoForm(forms.ModelForm):
     class Meta:
         model = Memo
         fields = ["title", "text"]
-        widgets = {"text": forms.Textarea(attrs={"rows": 5})}
+        widgets = {"text": Textarea(attrs={"rows": 5})}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

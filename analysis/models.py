@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from balint.limits import DESCRIPTION_CHARS, MEMO_CHARS, REASON_CHARS
 from fieldnotes.models import NoteSection
 from sessions.models import CasePresentation, Course
 
@@ -26,7 +27,7 @@ class Category(models.Model):
 
     course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="code_categories")
     name = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_CHARS)
     order = models.PositiveSmallIntegerField(default=0)
     # What the category counts: the study counts contexts and triggers per
     # case, themes per session and discussion.
@@ -53,10 +54,10 @@ class Code(models.Model):
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="codes")
     parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
     name = models.CharField(max_length=100)
-    definition = models.TextField(blank=True)
-    when_to_use = models.TextField(blank=True)
-    when_not_to_use = models.TextField(blank=True)
-    example = models.TextField(blank=True)
+    definition = models.TextField(blank=True, max_length=DESCRIPTION_CHARS)
+    when_to_use = models.TextField(blank=True, max_length=DESCRIPTION_CHARS)
+    when_not_to_use = models.TextField(blank=True, max_length=DESCRIPTION_CHARS)
+    example = models.TextField(blank=True, max_length=DESCRIPTION_CHARS)
     colour = models.CharField(max_length=7, default="#1f77b4", validators=[validate_colour])
     shortcut = models.CharField(max_length=1, blank=True, help_text="A key (1–9, a–z) to apply this code while coding.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -92,7 +93,7 @@ class CodebookChange(models.Model):
     at = models.DateTimeField(auto_now_add=True)
     action = models.CharField(max_length=20)
     summary = models.CharField(max_length=300)
-    why = models.TextField(blank=True)
+    why = models.TextField(blank=True, max_length=REASON_CHARS)
     details = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -190,7 +191,7 @@ class CaseCoding(models.Model):
     code = models.ForeignKey(Code, on_delete=models.PROTECT, related_name="case_codings")
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     set_at = models.DateTimeField(auto_now_add=True)
-    why = models.TextField(blank=True)
+    why = models.TextField(blank=True, max_length=REASON_CHARS)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["case", "code"], name="case_code_once")]
@@ -205,7 +206,7 @@ class Memo(models.Model):
     course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="memos")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memos")
     title = models.CharField(max_length=200, blank=True)
-    text = models.TextField()
+    text = models.TextField(max_length=MEMO_CHARS)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     code = models.ForeignKey(Code, on_delete=models.CASCADE, null=True, blank=True, related_name="memos")
@@ -246,7 +247,7 @@ class Resolution(models.Model):
     kept_coder = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    why = models.TextField()
+    why = models.TextField(max_length=REASON_CHARS)
 
     class Meta:
         constraints = [

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from balint.limits import REASON_CHARS
 from fieldnotes.models import NoteSection
 from sessions import audit
 from sessions.models import CasePresentation, Course
@@ -280,6 +281,9 @@ def case_coding_set(*, case: CasePresentation, code: Code, actor, why: str) -> C
         raise CodingError("That code belongs to another course.")
     if not why.strip():
         raise CodingError("Say why this code is set for the case.")
+    if len(why) > REASON_CHARS:
+        raise CodingError(f"Keep the reason to {REASON_CHARS:,} characters (this one has {len(why):,}); "
+                          "longer thoughts belong in a memo on the case.")
     coding, _ = CaseCoding.objects.update_or_create(case=case, code=code, defaults={"set_by": actor, "why": why})
     audit.record(actor=actor, action="case_coding.set", obj=coding, course=code.course,
                  summary=f"Set “{code.name}” for case {case.pk}", changes={"why": [None, why]})

@@ -1,5 +1,7 @@
-"""The login forms (the app's and the Django admin's)."""
+"""Forms shared by the apps: the login forms (the app's and the Django admin's),
+and a textarea that never truncates what is typed or pasted."""
 
+from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import MaxLengthValidator
@@ -23,3 +25,15 @@ class LoginForm(_UsernameLengthChecked, AuthenticationForm):
 
 class AdminLoginForm(_UsernameLengthChecked, AdminAuthenticationForm):
     pass
+
+
+class Textarea(forms.Textarea):
+    """A textarea without the `maxlength` attribute Django adds from the
+    field's max_length: browsers cut a paste at it without a word, so a long
+    reason or memo would lose its end silently. The form says instead how long
+    the text may be, and comes back with every character typed."""
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["widget"]["attrs"].pop("maxlength", None)
+        return context

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q, Subquery
 
+from balint.limits import REASON_CHARS
 from sessions.models import Attendance, CasePresentation, Consent, Meeting
 
 # Generous: about 15,000 words in one section. Longer text gets a clear message.
@@ -194,7 +195,7 @@ class NoteVersion(models.Model):
     note = models.ForeignKey(FieldNote, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     action = models.CharField(max_length=10, choices=Action.choices)
-    reason = models.TextField(blank=True)
+    reason = models.TextField(blank=True, max_length=REASON_CHARS)
     saved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     saved_at = models.DateTimeField(auto_now_add=True)
 

@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from analysis.services import segments_reanchor
+from balint.limits import REASON_CHARS
 from sessions import audit
 from sessions.models import Meeting, Participant
 
@@ -221,6 +222,9 @@ def note_amend(*, note: FieldNote, base_version: int, texts: dict, reason: str, 
     reason = normalise(reason).strip()
     if not reason:
         raise NoteError("Say why the note is amended; the reason is kept with the history.")
+    if len(reason) > REASON_CHARS:
+        raise NoteError(f"Keep the reason to {REASON_CHARS:,} characters (this one has {len(reason):,}); "
+                        "the correction itself goes in the note.")
     with transaction.atomic():
         old_texts = dict(note.sections.values_list("pk", "text"))
         saved = _save(note=note, base_version=base_version, texts=texts, actor=actor,

@@ -16,6 +16,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from balint.limits import CONSENT_TEXT_CHARS, DESCRIPTION_CHARS
+
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -41,7 +43,7 @@ class Course(models.Model):
     time_zone = models.CharField(
         max_length=64, default="Europe/Helsinki", validators=[validate_time_zone]
     )
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=DESCRIPTION_CHARS)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -190,7 +192,7 @@ class ConsentForm(models.Model):
     course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="consent_forms")
     version = models.PositiveIntegerField()
     title = models.CharField(max_length=200, default="Consent to research use of field notes")
-    text = models.TextField()
+    text = models.TextField(max_length=CONSENT_TEXT_CHARS)
     effective_date = models.DateField()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

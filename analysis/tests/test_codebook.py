@@ -1,5 +1,6 @@
 """The codebook: study template, edits, merge, split, retire, history; memos; the case page."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -236,3 +237,35 @@ def test_the_same_code_on_exactly_the_same_text_twice_is_refused(world, codes, c
     services.segment_create(section=case_section, code=code, coder=world.researcher1, start=5, end=15)
     services.segment_create(section=case_section, code=code, coder=world.researcher2, start=0, end=10)
     assert CodedSegment.objects.filter(code=code).count() == 3
+
+
+# --- Length limits (balint/limits.py) -----------------------------------------
+
+
+def test_overlong_memo_definition_and_reasons_get_a_clear_message_and_are_not_stored(client, world, codes,
+                                                                                      case_section):
+    from balint.limits import DESCRIPTION_CHARS, MEMO_CHARS, REASON_CHARS
+
+    client.force_login(world.researcher1)
+    response = client.post(reverse("analysis:memo_new", args=[world.course.pk]), {"text": "m" * (MEMO_CHARS + 1)})
+    assert response.status_code == 200 and f"Ensure this value has at most {MEMO_CHARS} characters" in response.text
+    assert not Memo.objects.exists()
+
+    response = client.post(reverse("analysis:code_new", args=[world.course.pk]), {
+        "name": "Long", "category": codes["Patients"].category_id, "colour": "#112233",
+        "definition": "d" * (DESCRIPTION_CHARS + 1),
+    })
+    assert response.status_code == 200 and "Ensure this value has at most" in response.text
+    assert not Code.objects.filter(name="Long").exists()
+    assert "d" * (DESCRIPTION_CHARS + 1) in response.text  # the form comes back with every character
+    # and no textarea carries maxlength, at which a browser would cut a paste silently
+    assert re.search(r"<textarea[^>]*maxlength", response.text) is None
+
+    response = client.post(reverse("analysis:case_coding_set", args=[case_section.case_id]),
+                           {"code": codes["Patients"].pk, "why": "w" * (REASON_CHARS + 1)}, follow=True)
+    assert f"Keep the reason to {REASON_CHARS:,} characters" in response.text
+    assert not CaseCoding.objects.exists()
+    # exactly at the limit is fine
+    client.post(reverse("analysis:case_coding_set", args=[case_section.case_id]),
+                {"code": codes["Patients"].pk, "why": "w" * REASON_CHARS})
+    assert CaseCoding.objects.get().why == "w" * REASON_CHARS

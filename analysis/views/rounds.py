@@ -19,6 +19,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from balint.forms import Textarea
+from balint.limits import REASON_CHARS
 from fieldnotes.models import NoteSection
 
 from .. import rounds as services
@@ -66,7 +68,7 @@ class RoundForm(forms.Form):
 
 class ResolutionForm(forms.Form):
     kept = forms.ChoiceField(widget=forms.RadioSelect, label="Agreed coding")
-    why = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Why",
+    why = forms.CharField(max_length=REASON_CHARS, widget=Textarea(attrs={"rows": 3}), label="Why",
                           error_messages={"required": "Say why this is the agreed coding."},
                           help_text="Kept with the resolution and as a memo on the round.")
 

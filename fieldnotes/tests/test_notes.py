@@ -254,6 +254,25 @@ def test_amendment_needs_a_reason_and_is_kept_in_the_history(client, world, held
     assert "<del>fear</del>" in diff and "<ins>shame</ins>" in diff
 
 
+def test_an_overlong_amendment_reason_is_refused_and_the_corrected_text_kept_on_the_page(client, world, held):
+    from balint.limits import REASON_CHARS
+
+    note = open_note(held, world.coleader1)
+    discussion = section(note, "discussion")
+    services.note_submit(note=note, base_version=0, texts={discussion.pk: "The group talked about fear."},
+                         actor=world.coleader1)
+    note.refresh_from_db()
+    client.force_login(world.coleader1)
+    refused = client.post(reverse("fieldnotes:note_amend", args=[note.pk]), {
+        "version": note.version, f"section-{discussion.pk}": "The group talked about shame.",
+        "reason": "r" * (REASON_CHARS + 1),
+    })
+    assert refused.status_code == 400 and f"Keep the reason to {REASON_CHARS:,} characters" in refused.text
+    assert "The group talked about shame." in refused.text  # nothing typed is lost
+    discussion.refresh_from_db()
+    assert discussion.text == "The group talked about fear."
+
+
 def test_history_lists_every_save_for_the_author_only(client, world, held):
     note = open_note(held, world.coleader1)
     discussion = section(note, "discussion")

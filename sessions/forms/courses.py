@@ -2,6 +2,8 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 
+from balint.forms import Textarea
+
 from ..models import Course, Group
 
 
@@ -12,7 +14,7 @@ class CourseForm(forms.ModelForm):
         widgets = {
             "starts_on": forms.DateInput(attrs={"type": "date"}),
             "ends_on": forms.DateInput(attrs={"type": "date"}),
-            "description": forms.Textarea(attrs={"rows": 3}),
+            "description": Textarea(attrs={"rows": 3}),
         }
         help_texts = {"time_zone": "Session times are entered and shown in this zone, e.g. Europe/Helsinki."}
 

@@ -9,6 +9,8 @@ from crispy_forms.layout import Submit
 from django import forms
 from django.utils import timezone
 
+from balint.forms import Textarea
+
 from ..models import Consent, ConsentForm, Course, Participant
 
 
@@ -146,7 +148,7 @@ class ConsentFormForm(forms.ModelForm):
         fields = ["title", "text", "effective_date"]
         labels = {"text": "Text of the form", "effective_date": "Effective from"}
         widgets = {
-            "text": forms.Textarea(attrs={"rows": 14}),
+            "text": Textarea(attrs={"rows": 14}),
             "effective_date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         }
         help_texts = {

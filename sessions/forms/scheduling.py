@@ -14,6 +14,8 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Layout
 from django import forms
 
+from balint.forms import Textarea
+
 from ..models import CasePresentation, Group, Meeting, Participant
 from ..services.scheduling import MAX_DURATION_MINUTES, local_to_utc, series_starts
 
@@ -127,7 +129,7 @@ class SeriesForm(_WhenFields):
     skip_dates = forms.CharField(
         label="Dates to skip",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "2026-12-22\n2026-12-29"}),
+        widget=Textarea(attrs={"rows": 3, "placeholder": "2026-12-22\n2026-12-29"}),
         help_text="Holidays and other dates with no session, as YYYY-MM-DD, one per line or separated by commas. "
         "The series carries on past them, so you still get the full number of sessions.",
     )
@@ -188,7 +190,7 @@ class CancelForm(forms.Form):
     reason = forms.CharField(
         max_length=300,
         error_messages={"required": "Give a reason for cancelling the session."},
-        widget=forms.Textarea(attrs={"rows": 3}),
+        widget=Textarea(attrs={"rows": 3}),
         help_text="Shown on the session page to everyone in the group. Do not name participants.",
     )
 
