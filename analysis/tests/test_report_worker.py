@@ -17,11 +17,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -30,6 +28,7 @@ from django.db import connection
 
 from analysis import jobs
 from analysis.models import Report
+from balint import testing
 from balint.celery import app as celery_app
 from sessions.models import Course
 
@@ -39,38 +38,10 @@ HEARTBEAT_TIMEOUT = 4  # REPORT_HEARTBEAT_TIMEOUT for the workers and the sweep 
 KINDS = ["report", "data", "qdpx", "qdc"]
 
 
-def require(condition: bool, reason: str) -> None:
-    """Skip locally when the service is missing; in CI a missing service is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (and CI is set, so this must run)")
-    pytest.skip(reason)
-
-
-def worker_database_url() -> str:
-    """A DATABASE_URL for the test database this process is using."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = quote(db["HOST"] or "", safe="")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
-
-
 def log_tail(logs: list[Path]) -> str:
     return "\n".join(
         f"--- {log.name}\n" + (log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)") for log in logs
     )
-
-
-def delete_queue(name: str) -> None:
-    """Remove the test queue and its binding from Redis (kombu keeps them otherwise)."""
-    with celery_app.connection_for_write() as conn:
-        queue = celery_app.amqp.queues[name].bind(conn.default_channel)
-        queue.declare()  # the channel only deletes bindings it knows
-        queue.delete()
 
 
 class Workers:
@@ -82,29 +53,16 @@ class Workers:
         self.tmp_path = tmp_path
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
-        self.env = {
-            **os.environ,
-            # Production settings: settings_test would make the worker run tasks eagerly.
-            "DJANGO_SETTINGS_MODULE": "balint.settings",
-            "DJANGO_SECRET_KEY": "worker-test-secret-key-not-for-any-deployment",
-            "DATABASE_URL": worker_database_url(),
-            "DATABASE_CONN_MAX_AGE": "0",
-            "REDIS_URL": os.environ["REDIS_URL"],
-            "REPORT_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
-            "MPLBACKEND": "Agg",
-        }
-        self.env.pop("EMAIL_HOST", None)
+        self.env = testing.worker_env(
+            REDIS_URL=os.environ["REDIS_URL"], REPORT_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT), MPLBACKEND="Agg",
+        )
 
     def start(self) -> subprocess.Popen:
         n = len(self.processes) + 1
         log = self.tmp_path / f"worker{n}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "celery", "-A", "balint", "worker",
-                    "--pool=prefork", "--concurrency=1", "-Q", self.queue, "-n", f"{self.queue}-{n}@%h",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
-                ],
+                testing.worker_command(self.queue, f"{self.queue}-{n}", pool="prefork"),
                 cwd=settings.BASE_DIR, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -142,8 +100,8 @@ class Workers:
 
 @pytest.fixture
 def workers(transactional_db, tmp_path, monkeypatch, settings):
-    require(bool(os.environ.get("REDIS_URL")), "REDIS_URL is not set: a real Celery worker needs Redis")
-    require(
+    testing.require(bool(os.environ.get("REDIS_URL")), "REDIS_URL is not set: a real Celery worker needs Redis")
+    testing.require(
         connection.vendor == "postgresql",
         "needs PostgreSQL (DATABASE_URL): the worker process cannot see SQLite's in-memory test database",
     )
@@ -158,7 +116,7 @@ def workers(transactional_db, tmp_path, monkeypatch, settings):
     finally:
         celery_app.conf.task_always_eager = eager
         pool.stop()
-        delete_queue(pool.queue)
+        testing.delete_queue(pool.queue)
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
+from balint import testing
 from fieldnotes import services as note_services
 from fieldnotes.models import FieldNote, NoteSection, NoteVersion, SectionRevision
 from sessions.models import AuditEvent, Meeting
@@ -65,15 +66,6 @@ FRIENDLY_500 = "Something went wrong on our side"
 LEAKS = ("Traceback", "OperationalError", "InterfaceError", "psycopg2", 'File "/', "Exception Value")
 
 
-def require(condition: bool, reason: str) -> None:
-    """Skip locally when a service or tool is missing; in CI that is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (and CI is set, so this must run)")
-    pytest.skip(reason)
-
-
 def wait_until(predicate, what: str, timeout: float, interval: float = 0.2, log=None):
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds
     (with `log()`, a server's log tail, in the message)."""
@@ -85,17 +77,6 @@ def wait_until(predicate, what: str, timeout: float, interval: float = 0.2, log=
         if time.monotonic() >= deadline:
             pytest.fail(f"Timed out after {timeout}s waiting for {what}" + (f"\n{log()}" if log else ""))
         time.sleep(interval)
-
-
-def app_database_url() -> str:
-    """A DATABASE_URL (also a libpq URI) for the test database this process is using."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = quote(db["HOST"] or "", safe="")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
 
 
 def pg_env() -> dict:
@@ -173,19 +154,19 @@ def postgres(transactional_db):
     app server, a separate process, can see. The test process's own connection
     is closed around every outage and reconnects on next use.
     """
-    require(connection.vendor == "postgresql", "needs PostgreSQL (DATABASE_URL): this test restarts the database")
+    testing.require(connection.vendor == "postgresql", "needs PostgreSQL (DATABASE_URL): this test restarts the database")
     db = connection.settings_dict
-    require(is_loopback(db["HOST"] or ""), f"the database is on {db['HOST']}, not this machine: it cannot be restarted")
-    require(bool(shutil.which("pg_lsclusters") and shutil.which("pg_ctlcluster")),
+    testing.require(is_loopback(db["HOST"] or ""), f"the database is on {db['HOST']}, not this machine: it cannot be restarted")
+    testing.require(bool(shutil.which("pg_lsclusters") and shutil.which("pg_ctlcluster")),
             "pg_lsclusters/pg_ctlcluster (postgresql-common) not found: cannot restart PostgreSQL")
     port = int(db["PORT"] or 5432)
     listing = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True, timeout=30)
     found = [line.split() for line in listing.stdout.splitlines() if len(line.split()) >= 5]
     mine = [row for row in found if row[2] == str(port)]
-    require(bool(mine), f"no local PostgreSQL cluster listens on port {port}: cannot restart it")
+    testing.require(bool(mine), f"no local PostgreSQL cluster listens on port {port}: cannot restart it")
     version, name, _, _, owner = mine[0][:5]
     me = pwd.getpwuid(os.geteuid()).pw_name
-    require(me in ("root", owner), f"restarting PostgreSQL needs root or {owner}; this runs as {me}")
+    testing.require(me in ("root", owner), f"restarting PostgreSQL needs root or {owner}; this runs as {me}")
     cluster = Cluster(version=version, name=name, port=port)
     try:
         yield cluster
@@ -279,14 +260,14 @@ class AppServer:
 def app_server(postgres, tmp_path):
     """gunicorn serving the app from the test database, as in production: several
     worker processes with threads, persistent health-checked connections, DEBUG off."""
-    require(_importable("gunicorn"), "gunicorn is not installed in this environment")
+    testing.require(_importable("gunicorn"), "gunicorn is not installed in this environment")
     port = free_port()
     log = tmp_path / "gunicorn.log"
     env = {
         **os.environ,
         # The test settings: plain-HTTP cookies and the test password hasher, DEBUG still off.
         "DJANGO_SETTINGS_MODULE": "balint.settings_test",
-        "DATABASE_URL": app_database_url(),
+        "DATABASE_URL": testing.database_url(),
         "DATABASE_CONN_MAX_AGE": "60",
         "PYTHONUNBUFFERED": "1",
     }
@@ -666,16 +647,16 @@ def redis_start_command(host: str, port: int) -> list[str]:
 @pytest.fixture
 def redis_server(transactional_db):
     url = os.environ.get("REDIS_URL", "")
-    require(bool(url), "REDIS_URL is not set: this test stops and starts Redis")
-    require(connection.vendor == "postgresql",
+    testing.require(bool(url), "REDIS_URL is not set: this test stops and starts Redis")
+    testing.require(connection.vendor == "postgresql",
             "needs PostgreSQL (DATABASE_URL): the worker process cannot see SQLite's in-memory test database")
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
-    require(is_loopback(host), f"Redis is on {host}, not this machine: it cannot be stopped and started")
-    require(bool(shutil.which("redis-server") and shutil.which("redis-cli")),
+    testing.require(is_loopback(host), f"Redis is on {host}, not this machine: it cannot be stopped and started")
+    testing.require(bool(shutil.which("redis-server") and shutil.which("redis-cli")),
             "redis-server/redis-cli not found: cannot stop and start Redis")
     server = RedisServer(host=host, port=port, start_command=redis_start_command(host, port))
-    require(server.ping(), f"Redis does not answer on {host}:{port}")
+    testing.require(server.ping(), f"Redis does not answer on {host}:{port}")
     try:
         yield server
     finally:
@@ -685,25 +666,9 @@ def redis_server(transactional_db):
 @contextmanager
 def celery_worker(queue: str, log: Path):
     """A real Celery worker on its own queue, with production settings and the test database."""
-    env = {
-        **os.environ,
-        # Production settings: settings_test would make the worker run tasks eagerly.
-        "DJANGO_SETTINGS_MODULE": "balint.settings",
-        "DJANGO_SECRET_KEY": "worker-test-secret-key-not-for-any-deployment",
-        "DATABASE_URL": app_database_url(),
-        "DATABASE_CONN_MAX_AGE": "0",
-        "MPLBACKEND": "Agg",
-    }
-    env.pop("EMAIL_HOST", None)
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "balint", "worker",
-                "--pool=solo", "--concurrency=1", "-Q", queue, "-n", f"{queue}@%h",
-                "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
-            ],
-            cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(testing.worker_command(queue, queue), cwd=settings.BASE_DIR,
+                                   env=testing.worker_env(MPLBACKEND="Agg"), stdout=out, stderr=subprocess.STDOUT)
     try:
         def ready():
             if process.poll() is not None:
@@ -720,17 +685,6 @@ def celery_worker(queue: str, log: Path):
             process.wait(timeout=5)
 
 
-def delete_queue(name: str) -> None:
-    """Remove the test queue and its binding from Redis (kombu keeps them otherwise)."""
-    from balint.celery import app as celery_app
-
-    with celery_app.connection_for_write() as conn:
-        queue = celery_app.amqp.queues[name].bind(conn.default_channel)
-        queue.declare()  # the channel only deletes bindings it knows
-        queue.delete()
-
-
-@pytest.mark.faults
 def test_redis_stopped_pages_work_a_report_waits_queued_and_is_built_once_redis_is_back(
     redis_server, world, tmp_path, monkeypatch
 ):
@@ -796,7 +750,7 @@ def test_redis_stopped_pages_work_a_report_waits_queued_and_is_built_once_redis_
     finally:
         celery_app.conf.task_always_eager = eager
         if redis_server.ping():
-            delete_queue(queue)
+            testing.delete_queue(queue)
 
     report.refresh_from_db()
     assert report.attempts == 1 and report.worker.startswith(f"{queue}@")
@@ -838,19 +792,19 @@ def table_fingerprints(uri: str) -> dict[str, tuple[int, str]]:
 
 
 def database_uri(name: str) -> str:
-    original = app_database_url()
+    original = testing.database_url()
     return original[: original.rindex("/") + 1] + quote(name, safe="")
 
 
 @pytest.mark.faults
 def test_backup_and_restore_into_an_empty_database_give_back_every_row(transactional_db, world, tmp_path):
-    require(connection.vendor == "postgresql", "needs PostgreSQL (DATABASE_URL): backups are made with pg_dump")
+    testing.require(connection.vendor == "postgresql", "needs PostgreSQL (DATABASE_URL): backups are made with pg_dump")
     missing = [tool for tool in ("pg_dump", "pg_restore", "createdb", "dropdb") if not shutil.which(tool)]
-    require(not missing, f"PostgreSQL client tools not found: {', '.join(missing)}")
+    testing.require(not missing, f"PostgreSQL client tools not found: {', '.join(missing)}")
     # Given: the demo course (sessions, consent records, submitted notes, a
     # codebook, coded segments, memos) beside the fixture's course.
     call_command("seed_demo", "--allow-production", stdout=open(os.devnull, "w"))
-    original_uri = app_database_url()
+    original_uri = testing.database_url()
     restored_name = f"{connection.settings_dict['NAME'][:30]}_restored_{uuid.uuid4().hex[:8]}"
     restored_uri = database_uri(restored_name)
     dump = tmp_path / "balint.dump"

@@ -9,18 +9,17 @@ import email
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from balint import testing
 from balint.celery import app as celery_app
 from fieldnotes.models import NoteReminder
 from fieldnotes.tasks import send_overdue_note_reminders
@@ -28,26 +27,6 @@ from sessions.models import Meeting
 
 TIMEOUT = 30  # seconds, for the worker to start and for the task to finish
 SITE_URL = "https://balint.example.org"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip locally when the service is missing; in CI a missing service is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (and CI is set, so this must run)")
-    pytest.skip(reason)
-
-
-def worker_database_url() -> str:
-    """A DATABASE_URL for the test database this process is using."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = quote(db["HOST"] or "", safe="")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
 
 
 def wait_for(predicate, what: str, log: Path):
@@ -67,19 +46,11 @@ def task_results(log: Path) -> list[str]:
     return re.findall(pattern, log.read_text(errors="replace"))
 
 
-def delete_queue(name: str) -> None:
-    """Remove the test queue and its binding from Redis (kombu keeps them otherwise)."""
-    with celery_app.connection_for_write() as conn:
-        queue = celery_app.amqp.queues[name].bind(conn.default_channel)
-        queue.declare()  # the channel only deletes bindings it knows
-        queue.delete()
-
-
 @pytest.fixture
 def worker(transactional_db, tmp_path):
     """A Celery worker process consuming a queue of its own; stopped afterwards."""
-    require(bool(os.environ.get("REDIS_URL")), "REDIS_URL is not set: a real Celery worker needs Redis")
-    require(
+    testing.require(bool(os.environ.get("REDIS_URL")), "REDIS_URL is not set: a real Celery worker needs Redis")
+    testing.require(
         connection.vendor == "postgresql",
         "needs PostgreSQL (DATABASE_URL): the worker process cannot see SQLite's in-memory test database",
     )
@@ -87,29 +58,16 @@ def worker(transactional_db, tmp_path):
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     log = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        # Production settings: settings_test would make the worker run tasks eagerly.
-        "DJANGO_SETTINGS_MODULE": "balint.settings",
-        "DJANGO_SECRET_KEY": "worker-test-secret-key-not-for-any-deployment",
-        "DATABASE_URL": worker_database_url(),
-        "DATABASE_CONN_MAX_AGE": "0",
-        "REDIS_URL": os.environ["REDIS_URL"],
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(outbox),
-        "SITE_URL": SITE_URL,
-        "NOTE_REMINDER_HOURS": "48",
-    }
-    env.pop("EMAIL_HOST", None)  # never a real mail server from a test
+    env = testing.worker_env(
+        REDIS_URL=os.environ["REDIS_URL"],
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(outbox),
+        SITE_URL=SITE_URL,
+        NOTE_REMINDER_HOURS="48",
+    )
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "balint", "worker",
-                "--pool=solo", "--concurrency=1", "-Q", queue, "-n", f"{queue}@%h",
-                "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
-            ],
-            cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(testing.worker_command(queue, queue), cwd=settings.BASE_DIR, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: process.poll() is not None or " ready." in log.read_text(errors="replace"),
                  "the worker to start", log)
@@ -123,7 +81,7 @@ def worker(transactional_db, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
-        delete_queue(queue)
+        testing.delete_queue(queue)
 
 
 @pytest.fixture
