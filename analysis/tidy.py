@@ -40,8 +40,9 @@ names, which sort case-insensitively first (`_name_key`) and are put in
 order in Python; so two runs on the same data give the same bytes whatever
 the database's collation. Nothing here writes the time of the run.
 
-Research eligibility is decided once per export (`research_scope`): every
-table of that export filters by the same eligible section ids.
+Every table reads research data through the stored eligibility decision
+(`NoteSection.research_ok`): segments of eligible sections, and cases with
+an eligible section.
 """
 
 from __future__ import annotations
@@ -53,13 +54,12 @@ import json
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timezone as dt_timezone
 from itertools import repeat
 from operator import itemgetter
 
-from django.db import NotSupportedError, connection
-from django.db.models import BooleanField, Count, F, Func, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db import connection
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Collate, Length
 from django.utils import timezone
 from openpyxl import Workbook
@@ -139,6 +139,11 @@ def _eligible_sections(course):
     return NoteSection.objects.research_eligible().filter(note__meeting__group__course=course)
 
 
+def _research_cases(course):
+    """The ids of the cases that have research-eligible text (a subquery)."""
+    return _eligible_sections(course).filter(case__isnull=False).values("case_id")
+
+
 def _by_code_point(field: str) -> Collate:
     """`field` to order by, compared code point by code point as Python compares
     strings, whatever collation the database has."""
@@ -164,72 +169,14 @@ def _in_group_name_order(table: list[tuple], runs: list[tuple[tuple, int]]) -> l
     return out
 
 
-# --- What one export reads --------------------------------------------------------
-
-
-class _Among(Func):
-    """`field` is one of `ids`, the ids passed as one query parameter
-    however many there are: an IN list takes a parameter per id, which
-    Django prepares one by one (and SQLite takes only so many of)."""
-
-    output_field = BooleanField()
-
-    def __init__(self, field: str, ids: list[int]):
-        super().__init__(F(field))
-        self.ids = ids
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"{sql} = ANY(%s::bigint[])", (*params, "{" + ",".join(map(str, self.ids)) + "}")
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"{sql} IN (SELECT value FROM json_each(%s))", (*params, json.dumps(self.ids))
-
-    def as_sql(self, compiler, connection, **extra_context):
-        raise NotSupportedError(f"The tidy data exports do not support {connection.vendor}.")
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The course's research data as one export sees it: the ids of its
-    research-eligible sections and of the cases those sections are about."""
-
-    sections: list[int]
-    cases: list[int]
-
-
-def research_scope(course, sections: Iterable[tuple[int, int | None]] | None = None) -> Scope:
-    """Decide research eligibility once for a whole export (1 query); every
-    table of the export then filters by these ids.
-
-    `sections`: the eligible sections' (id, case id) pairs, when the caller
-    has read them already."""
-    if sections is None:
-        sections = _eligible_sections(course).values_list("pk", "case_id").order_by("pk")
-    section_ids: list[int] = []
-    case_ids: set[int] = set()
-    for pk, case_id in sections:
-        section_ids.append(pk)
-        if case_id is not None:
-            case_ids.add(case_id)
-    return Scope(section_ids, sorted(case_ids))
-
-
-def _research_segments(scope: Scope):
-    """`CodedSegment.objects.research(course)`, with the eligible sections of the scope."""
-    return CodedSegment.objects.filter(_Among("section_id", scope.sections), round__isnull=True)
-
-
 # --- The four tables -------------------------------------------------------------
 
 
-def segment_table(course, scope: Scope | None = None) -> list[tuple]:
+def segment_table(course) -> list[tuple]:
     """One row per coded segment of the course's research data, in
-    SEGMENT_COLUMNS order (1 query; 1 more without a scope)."""
-    scope = scope or research_scope(course)
+    SEGMENT_COLUMNS order (1 query)."""
     rows = (
-        _research_segments(scope)
+        CodedSegment.objects.research(course)
         .values_list(
             "section__note__meeting__group_id", "section__note__meeting_id", "section__note__meeting__starts_at",
             "pk", "section__note__meeting__group__name", "section__note__meeting__number", "section__case__order",
@@ -262,15 +209,14 @@ def segment_table(course, scope: Scope | None = None) -> list[tuple]:
     return _in_group_name_order(table, runs)
 
 
-def case_table(course, scope: Scope | None = None) -> list[tuple]:
+def case_table(course) -> list[tuple]:
     """One row per case presentation with research-eligible text, in
-    CASE_COLUMNS order (3 queries; 1 more without a scope)."""
-    scope = scope or research_scope(course)
+    CASE_COLUMNS order (3 queries)."""
     from_segments: dict[int, set[str]] = defaultdict(set)
     segment_count: Counter = Counter()
     case_code_segment_count: Counter = Counter()
     segment_codes = (  # how many segments of each code each case has
-        _research_segments(scope)
+        CodedSegment.objects.research(course)
         .filter(section__case__isnull=False)
         .values_list("section__case_id", "code_id", "code__name", "code__category__unit")
         .annotate(n=Count("pk"))
@@ -283,7 +229,7 @@ def case_table(course, scope: Scope | None = None) -> list[tuple]:
             from_segments[case_id].add(code)
     set_on_case: dict[int, set[str]] = defaultdict(set)
     direct = (
-        CaseCoding.objects.filter(_Among("case_id", scope.cases), code__category__unit=CASE_UNIT)
+        CaseCoding.objects.filter(case_id__in=_research_cases(course), code__category__unit=CASE_UNIT)
         .values_list("case_id", "code__name")
         .order_by("case_id", "code__name", "pk")
     )
@@ -291,7 +237,7 @@ def case_table(course, scope: Scope | None = None) -> list[tuple]:
         set_on_case[case_id].add(code)
 
     cases = (
-        CasePresentation.objects.filter(_Among("pk", scope.cases))
+        CasePresentation.objects.filter(pk__in=_research_cases(course))
         .values_list("meeting__group_id", "pk", "meeting__group__name", "meeting__number", "meeting__starts_at",
                      "order", "title", "presenter__pseudonym")
         .order_by("meeting__group_id", "meeting__number", "order", "pk")
@@ -319,14 +265,13 @@ def _count_of(queryset, field: str):
     )
 
 
-def session_table(course, scope: Scope | None = None) -> list[tuple]:
+def session_table(course) -> list[tuple]:
     """One row per session of the course, whatever its status, in
-    SESSION_COLUMNS order (3 queries; 1 more without a scope)."""
-    scope = scope or research_scope(course)
+    SESSION_COLUMNS order (3 queries)."""
     themes: dict[int, set[str]] = defaultdict(set)
     segment_count: Counter = Counter()
     segment_codes = (  # how many segments of each code each session has
-        _research_segments(scope)
+        CodedSegment.objects.research(course)
         .values_list("section__note__meeting_id", "code_id", "code__name", "code__category__unit")
         .annotate(n=Count("pk"))
         .order_by("section__note__meeting_id", "code_id")
@@ -336,7 +281,7 @@ def session_table(course, scope: Scope | None = None) -> list[tuple]:
         if unit == SESSION_UNIT:
             themes[meeting_id].add(code)
     direct = (
-        CaseCoding.objects.filter(_Among("case_id", scope.cases), code__category__unit=SESSION_UNIT)
+        CaseCoding.objects.filter(case_id__in=_research_cases(course), code__category__unit=SESSION_UNIT)
         .values_list("case__meeting_id", "code__name")
         .order_by("case__meeting_id", "code__name", "pk")
     )
@@ -372,12 +317,11 @@ def session_table(course, scope: Scope | None = None) -> list[tuple]:
     return _in_group_name_order(table, runs)
 
 
-def codebook_table(course, scope: Scope | None = None) -> list[tuple]:
+def codebook_table(course) -> list[tuple]:
     """One row per code of the course, retired ones too, in CODEBOOK_COLUMNS
-    order (2 queries; 1 more without a scope)."""
-    scope = scope or research_scope(course)
+    order (2 queries)."""
     counts = dict(
-        _research_segments(scope).values("code_id").annotate(n=Count("pk")).values_list("code_id", "n")
+        CodedSegment.objects.research(course).values("code_id").annotate(n=Count("pk")).values_list("code_id", "n")
         .order_by("code_id")
     )
     codes = (
@@ -400,7 +344,7 @@ def codebook_table(course, scope: Scope | None = None) -> list[tuple]:
     return [row for _, row in sorted(rows, key=itemgetter(0))]
 
 
-# (file stem and sheet name, columns, table(course, scope=None)), in the order files and sheets appear.
+# (file stem and sheet name, columns, table(course)), in the order files and sheets appear.
 TABLES = [
     ("segments", SEGMENT_COLUMNS, segment_table),
     ("cases", CASE_COLUMNS, case_table),
@@ -414,22 +358,22 @@ def _as_dicts(columns: list[str], table: list[tuple]) -> list[dict]:
 
 
 def segments_rows(course) -> list[dict]:
-    """The segments table as dicts by column name (2 queries)."""
+    """The segments table as dicts by column name (1 query)."""
     return _as_dicts(SEGMENT_COLUMNS, segment_table(course))
 
 
 def cases_rows(course) -> list[dict]:
-    """The cases table as dicts by column name (4 queries)."""
+    """The cases table as dicts by column name (3 queries)."""
     return _as_dicts(CASE_COLUMNS, case_table(course))
 
 
 def sessions_rows(course) -> list[dict]:
-    """The sessions table as dicts by column name (4 queries)."""
+    """The sessions table as dicts by column name (3 queries)."""
     return _as_dicts(SESSION_COLUMNS, session_table(course))
 
 
 def codebook_rows(course) -> list[dict]:
-    """The codebook table as dicts by column name (3 queries)."""
+    """The codebook table as dicts by column name (2 queries)."""
     return _as_dicts(CODEBOOK_COLUMNS, codebook_table(course))
 
 
@@ -483,8 +427,7 @@ def to_csv(rows: Iterable[Sequence], columns: list[str]) -> bytes:
 
 
 def export_csv_files(course) -> dict[str, bytes]:
-    scope = research_scope(course)
-    return {f"{name}.csv": to_csv(table(course, scope), columns) for name, columns, table in TABLES}
+    return {f"{name}.csv": to_csv(table(course), columns) for name, columns, table in TABLES}
 
 
 # --- XLSX ------------------------------------------------------------------------
@@ -564,9 +507,8 @@ def export_xlsx(course) -> bytes:
     filter are set before its first row."""
     wb = Workbook(write_only=True)
     bold = Font(bold=True)
-    scope = research_scope(course)
     for name, columns, build in TABLES:
-        table = build(course, scope)
+        table = build(course)
         ws = wb.create_sheet(title=name)
         for col, width in enumerate(_column_widths(columns, table), start=1):
             ws.column_dimensions[get_column_letter(col)].width = max(XLSX_MIN_WIDTH, min(XLSX_MAX_WIDTH, width + 2))
@@ -636,12 +578,11 @@ def _fingerprint_data(course) -> dict:
             "pk", "revision", "kind", "case_id", "note__meeting_id", "note__author__username", "text"
         ).order_by("pk")
     ]
-    scope = research_scope(course, ((pk, case_id) for pk, _, _, case_id, *_ in sections))
 
     def excluded():
         counted = (
             NoteSection.objects.filter(note__meeting__group__course=course, note__status=FieldNote.Status.SUBMITTED)
-            .exclude(_Among("pk", scope.sections))
+            .filter(research_ok=False)
             .aggregate(sections=Count("pk"), chars=Coalesce(Sum(Length("text")), 0))
         )
         return [counted["sections"], counted["chars"]]
@@ -660,7 +601,7 @@ def _fingerprint_data(course) -> dict:
         "course": [course.pk, course.name, course.institution, course.time_zone,
                    course.starts_on.isoformat() if course.starts_on else None,
                    course.ends_on.isoformat() if course.ends_on else None],
-        "tables": {name: (lambda table=table: table(course, scope)) for name, _, table in TABLES},
+        "tables": {name: (lambda table=table: table(course)) for name, _, table in TABLES},
         "eligible_sections": sections,
         "excluded_text": excluded,
         "consent": lambda: _consent_summary(course),

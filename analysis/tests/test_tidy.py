@@ -533,14 +533,14 @@ def test_groups_come_in_case_insensitive_name_order_whatever_their_ids(study):
 
 # --- Query counts ---------------------------------------------------------------------
 
-# One query decides research eligibility for a whole export (tidy.research_scope).
+# Research eligibility is a stored column: no query of its own.
 QUERIES = {
-    "segments_rows": 2,
-    "cases_rows": 4,
-    "sessions_rows": 4,
-    "codebook_rows": 3,
-    "export_csv_files": 10,
-    "export_xlsx": 10,
+    "segments_rows": 1,
+    "cases_rows": 3,
+    "sessions_rows": 3,
+    "codebook_rows": 2,
+    "export_csv_files": 9,
+    "export_xlsx": 9,
     "fingerprint": 19,
 }
 
