@@ -8,7 +8,7 @@ are ordered by when they were recorded, so a same-minute correction wins.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -106,8 +106,15 @@ def participant_update(
     return changes
 
 
-def _check_in_order(participant: Participant, decided_at: datetime) -> Consent | None:
-    """Refuse an event in the future or dated before the latest one; return the one in force now."""
+def _check_in_order(participant: Participant, decided_at: datetime) -> tuple[datetime, Consent | None]:
+    """Refuse an event in the future or dated before the latest one; return
+    the moment to record it at and the consent in force now.
+
+    Times are typed to the minute. A minute that holds the latest event means
+    "after it": the new event gets the latest one's moment, and the order of
+    recording (the id) puts it after. So a withdrawal typed right after a
+    consent is not refused because the minute shown was read a second early.
+    """
     now = timezone.now()
     if decided_at > now:
         raise ValidationError({"decided_at": "The time cannot be in the future."}, code="future")
@@ -116,15 +123,18 @@ def _check_in_order(participant: Participant, decided_at: datetime) -> Consent |
     records = list(participant.consents.all())
     latest = max(records, key=lambda r: (r.decided_at, r.pk), default=None)
     if latest is not None and decided_at < latest.decided_at:
-        local = timezone.localtime(latest.decided_at, participant.group.course.tz)
-        raise ValidationError(
-            {
-                "decided_at": "Consent events are kept in order: this one cannot be dated before the "
-                f"latest recorded one ({local:%d.%m.%Y %H:%M:%S})."
-            },
-            code="out_of_order",
-        )
-    return consent_in_force(records, now)
+        if decided_at.second == decided_at.microsecond == 0 and latest.decided_at - decided_at < timedelta(minutes=1):
+            decided_at = latest.decided_at
+        else:
+            local = timezone.localtime(latest.decided_at, participant.group.course.tz)
+            raise ValidationError(
+                {
+                    "decided_at": "Consent events are kept in order: this one cannot be dated before the "
+                    f"latest recorded one ({local:%d.%m.%Y %H:%M:%S})."
+                },
+                code="out_of_order",
+            )
+    return decided_at, consent_in_force(records, now)
 
 
 def consent_record(
@@ -142,7 +152,7 @@ def consent_record(
     if form.course_id != participant.course_id:
         raise ValidationError({"form": "That consent form belongs to another course."}, code="form_course")
     with transaction.atomic():
-        _check_in_order(participant, decided_at)
+        decided_at, _ = _check_in_order(participant, decided_at)
         consent = Consent.objects.create(
             participant=participant,
             form=form,
@@ -182,7 +192,7 @@ def consent_withdraw(
     if scope not in Consent.WithdrawalScope.values:
         raise ValidationError({"scope": "Choose what the withdrawal covers."}, code="scope")
     with transaction.atomic():
-        current = _check_in_order(participant, decided_at)
+        decided_at, current = _check_in_order(participant, decided_at)
         if current is None or current.decision != Consent.Decision.GIVEN:
             raise ValidationError(
                 f"{participant.pseudonym} has no consent in force to withdraw; nothing was changed.",

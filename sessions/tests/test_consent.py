@@ -132,6 +132,27 @@ def test_event_dated_before_the_latest_one_is_refused(world):
     assert Consent.objects.count() == 1
 
 
+def test_a_withdrawal_typed_in_the_minute_of_the_consent_comes_after_it(world):
+    """Times are typed to the minute: the form showed 10:15 while the consent
+    was recorded at 10:15:40, and the leader pressed the button at 10:16."""
+    participant = world.participants[0]
+    consented = timezone.now().replace(second=40, microsecond=0) - timedelta(minutes=5)
+    _give(world, participant, when=consented)
+    withdrawal = consent_service.consent_withdraw(
+        participant=participant, scope="past", decided_at=consented.replace(second=0),
+        method=Consent.Method.PAPER, actor=world.leader,
+    )
+    assert withdrawal.decided_at == consented
+    assert participant.current_consent == withdrawal  # recorded after the consent, so in force
+    # a time a minute or more earlier is still refused
+    with pytest.raises(ValidationError, match="kept in order"):
+        consent_service.consent_record(
+            participant=participant, form=world.form, decision=Consent.Decision.GIVEN,
+            decided_at=consented.replace(second=0) - timedelta(minutes=1), method=Consent.Method.PAPER,
+            actor=world.leader,
+        )
+
+
 def test_same_moment_correction_wins_over_the_earlier_record(world):
     participant = world.participants[0]
     moment = timezone.now() - timedelta(days=1)
