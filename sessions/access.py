@@ -31,7 +31,8 @@ class Access:
     @classmethod
     def for_user(cls, user) -> Access:
         access = cls()
-        rows = Membership.objects.for_user(user).values_list("course_id", "group_id", "role")
+        # No ordering: the model's default joins four tables to sort rows this dict does not keep in order.
+        rows = Membership.objects.for_user(user).order_by().values_list("course_id", "group_id", "role")
         for course_id, group_id, role in rows:
             if group_id is None:
                 access.course_roles.setdefault(course_id, set()).add(role)

@@ -27,6 +27,7 @@ from balint.decorators import login_required_json
 
 from .. import services
 from ..access import (
+    research_course_ids,
     eligible_sections,
     get_research_course,
     get_round_for,
@@ -34,10 +35,11 @@ from ..access import (
     get_segment_for_coder,
     visible_segments,
 )
+from ..coding_html import code_list_html, segment_items_html, text_html, text_pieces
+from ..coding_reads import SegmentView, active_codebook, coding_section, section_segments
 from ..models import Code, CodedSegment, CodingRound
 
 SECTIONS_PER_PAGE = 100
-QUOTE_EXCERPT = 90
 
 
 # --- Helpers ------------------------------------------------------------------
@@ -107,47 +109,35 @@ def section_label(section) -> str:
     return section.get_kind_display()
 
 
-def person_name(user) -> str:
-    return user.get_full_name() or user.get_username()
+class SegmentUrls:
+    """The script's URLs for adjusting and removing segments, reversed once
+    per response rather than twice per segment."""
+
+    _PLACEHOLDER = 2_147_483_647
+
+    def __init__(self):
+        self.update = reverse("analysis:segment_update", args=[self._PLACEHOLDER])
+        self.delete = reverse("analysis:segment_delete", args=[self._PLACEHOLDER])
+
+    def __call__(self, url: str, pk: int) -> str:
+        return url.replace(str(self._PLACEHOLDER), str(pk))
 
 
-def segment_json(segment: CodedSegment) -> dict:
+def segment_json(segment: SegmentView, urls: SegmentUrls | None = None) -> dict:
+    urls = urls or SegmentUrls()
     return {
         "id": segment.pk,
         "code": segment.code_id,
-        "code_name": segment.code.name,
+        "code_name": segment.code_name,
         "start": segment.start,
         "end": segment.end,
         "quote": segment.quote,
-        "coder": person_name(segment.coder),
+        "coder": segment.coder,
         "needs_review": segment.needs_review,
         "round": segment.round_id,
-        "update_url": reverse("analysis:segment_update", args=[segment.pk]),
-        "delete_url": reverse("analysis:segment_delete", args=[segment.pk]),
+        "update_url": urls(urls.update, segment.pk),
+        "delete_url": urls(urls.delete, segment.pk),
     }
-
-
-def text_pieces(text: str, segments) -> list[dict]:
-    """The text cut at every segment boundary; each piece lists the segments
-    covering it, so overlapping codings stay readable. static/js/coding.js
-    does the same cut in the browser after each change."""
-    bounds = sorted({0, len(text), *(s.start for s in segments), *(s.end for s in segments)})
-    pieces = []
-    for a, b in zip(bounds, bounds[1:]):
-        if a >= b or b > len(text):
-            continue
-        covering = [s for s in segments if s.start <= a and s.end >= b]
-        pieces.append({"text": text[a:b], "segments": covering, "codes": _unique_codes(covering)})
-    return pieces
-
-
-def _unique_codes(segments) -> list:
-    seen, codes = set(), []
-    for s in segments:
-        if s.code_id not in seen:
-            seen.add(s.code_id)
-            codes.append(s.code)
-    return codes
 
 
 # --- Pages --------------------------------------------------------------------
@@ -193,23 +183,16 @@ def coding_index(request, pk):
 @login_required
 @require_GET
 def coding_page(request, pk):
-    section = get_section_for_coding(request, pk)
-    note = section.note
-    meeting = note.meeting
-    course = meeting.group.course
-    coding_round = _round_param(request, course.pk)
+    section = coding_section(pk, research_course_ids(request))
+    if section is None:
+        raise Http404("No such section, or it is not research data.")
+    coding_round = _round_param(request, section.course_id)
     if coding_round is not None and not coding_round.sections.filter(pk=section.pk).exists():
         raise Http404("This section is not part of the round.")
     can_code = coding_round is None or coding_round.is_open
-    segments = list(
-        visible_segments(request, coding_round, sections=[section]).select_related("code", "coder")
-        .order_by("start", "end", "pk")
-    )
-    codes = list(Code.objects.active().filter(course=course).select_related("category")
-                 .order_by("category__order", "category__name", "name"))
-    categories: dict = {}
-    for code in codes:
-        categories.setdefault(code.category, []).append(code)
+    segments = section_segments(section.pk, coding_round, request.user)
+    codebook = active_codebook(section.course_id)
+    urls = SegmentUrls()
     data = {
         "section": section.pk,
         "text": section.text,
@@ -217,23 +200,20 @@ def coding_page(request, pk):
         "can_code": can_code,
         "create_url": reverse("analysis:segment_create", args=[section.pk]),
         "csrf": get_token(request),
-        "segments": [segment_json(s) for s in segments],
-        "codes": [{"id": c.pk, "name": c.name, "shortcut": c.shortcut, "category": c.category.name} for c in codes],
+        "segments": [segment_json(s, urls) for s in segments],
+        "codes": [{"id": c.pk, "name": c.name, "shortcut": c.shortcut, "category": c.category} for c in codebook],
     }
     # Codes of segments already made may since have been retired: the script
     # still needs their names.
-    offered = {c.pk for c in codes}
+    offered = {c.pk for c in codebook}
     for s in segments:
         if s.code_id not in offered:
             offered.add(s.code_id)
-            data["codes"].append({"id": s.code_id, "name": s.code.name, "shortcut": "", "category": "",
+            data["codes"].append({"id": s.code_id, "name": s.code_name, "shortcut": "", "category": "",
                                   "retired": True})
-    for s in segments:
-        s.excerpt = s.quote if len(s.quote) <= QUOTE_EXCERPT else s.quote[:QUOTE_EXCERPT - 1] + "…"
     return render(request, "analysis/coding_page.html", {
-        "course": course, "group": meeting.group, "meeting": meeting, "note": note, "section": section,
-        "label": section_label(section), "author": person_name(note.author), "segments": segments,
-        "pieces": text_pieces(section.text, segments), "categories": categories.items(),
+        "section": section, "segments": segments, "text_html": text_html(text_pieces(section.text, segments)),
+        "segment_items": segment_items_html(segments), "codebook": codebook, "code_list": code_list_html(codebook),
         "coding_round": coding_round, "can_code": can_code, "data": data,
     })
 
@@ -280,7 +260,7 @@ def segment_create(request, pk):
     code = _course_code(course_id, code_id)
     segment = services.segment_create(section=section, code=code, coder=request.user, start=start, end=end,
                                       round=coding_round)
-    return JsonResponse({"segment": segment_json(segment)}, status=201)
+    return JsonResponse({"segment": segment_json(SegmentView.of(segment))}, status=201)
 
 
 @_json_endpoint
@@ -301,7 +281,7 @@ def segment_update(request, pk):
             raise BadRequest(f"“{code.name}” is retired and no longer used for coding.", "refused")
     segment = services.segment_update(segment=segment, start=start, end=end, code=code, actor=request.user)
     segment = CodedSegment.objects.select_related("code", "coder").get(pk=segment.pk)
-    return JsonResponse({"segment": segment_json(segment)})
+    return JsonResponse({"segment": segment_json(SegmentView.of(segment))})
 
 
 @_json_endpoint
