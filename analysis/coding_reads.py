@@ -124,13 +124,13 @@ SELECT c.id, c.name, c.shortcut, c.definition, k.name
 """
 
 
-def _rows(sql: str, params: list) -> list[tuple]:
+def fetch_rows(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
 
-def _aware(value) -> datetime:
+def db_datetime(value) -> datetime:
     """A timestamp as the ORM returns it (SQLite hands raw SQL a string)."""
     if isinstance(value, str):
         value = parse_datetime(value)
@@ -139,9 +139,16 @@ def _aware(value) -> datetime:
     return value
 
 
-def _name(first: str, last: str, username: str) -> str:
+def person(first: str, last: str, username: str) -> str:
     """User.get_full_name() or the user name, without loading the user."""
     return f"{first} {last}".strip() or username
+
+
+def label_of(kind: str, case_order: int | None, case_title: str | None, presenter: str | None) -> str:
+    """A section's label from its row, as `views.coding.section_label` makes it from the objects."""
+    if kind == NoteSection.Kind.CASE:
+        return f"Case {case_order}: {case_title} ({presenter})"
+    return str(NoteSection.Kind(kind).label)
 
 
 def coding_section(pk: int, course_ids) -> CodingSection | None:
@@ -149,17 +156,14 @@ def coding_section(pk: int, course_ids) -> CodingSection | None:
     course_ids = sorted(course_ids)
     if not course_ids:
         return None
-    rows = _rows(SECTION_SQL.format(courses=", ".join(["%s"] * len(course_ids))), [pk, *course_ids])
+    rows = fetch_rows(SECTION_SQL.format(courses=", ".join(["%s"] * len(course_ids))), [pk, *course_ids])
     if not rows:
         return None
     (pk, text, kind, case_id, course_id, course_name, time_zone, group_name, number, starts_at,
      first, last, username, case_order, case_title, presenter) = rows[0]
-    if kind == NoteSection.Kind.CASE:
-        label = f"Case {case_order}: {case_title} ({presenter})"
-    else:
-        label = NoteSection.Kind(kind).label
     return CodingSection(pk, text, kind, case_id, course_id, course_name, time_zone, group_name, number,
-                         _aware(starts_at), _name(first, last, username), str(label))
+                         db_datetime(starts_at), person(first, last, username),
+                         label_of(kind, case_order, case_title, presenter))
 
 
 def section_segments(section_id: int, coding_round: CodingRound | None, user) -> list[SegmentView]:
@@ -171,12 +175,12 @@ def section_segments(section_id: int, coding_round: CodingRound | None, user) ->
     else:
         where, params = "g.round_id = %s", [coding_round.pk]
     return [
-        SegmentView(pk, code_id, code_name, start, end, quote, _name(first, last, username), bool(review), round_id)
+        SegmentView(pk, code_id, code_name, start, end, quote, person(first, last, username), bool(review), round_id)
         for pk, code_id, code_name, start, end, quote, first, last, username, review, round_id
-        in _rows(SEGMENTS_SQL.format(round=where), [section_id, *params])
+        in fetch_rows(SEGMENTS_SQL.format(round=where), [section_id, *params])
     ]
 
 
 def active_codebook(course_id: int) -> list[CodebookEntry]:
     """The course's codes offered for coding (not retired), by category order, category, name."""
-    return [CodebookEntry(*row) for row in _rows(CODEBOOK_SQL, [course_id])]
+    return [CodebookEntry(*row) for row in fetch_rows(CODEBOOK_SQL, [course_id])]
