@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import Q
 from django.http import Http404, HttpRequest
 
@@ -31,8 +32,15 @@ class Access:
     @classmethod
     def for_user(cls, user) -> Access:
         access = cls()
-        # No ordering: the model's default joins four tables to sort rows this dict does not keep in order.
-        rows = Membership.objects.for_user(user).order_by().values_list("course_id", "group_id", "role")
+        rows = []
+        if user.is_authenticated and user.is_active:  # as Membership.objects.for_user
+            # Every signed-in page runs this: read as plain rows, without the
+            # ORM's query building (or the model's ordering, which joins four tables).
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT course_id, group_id, role FROM {Membership._meta.db_table} WHERE user_id = %s", [user.pk]
+                )
+                rows = cursor.fetchall()
         for course_id, group_id, role in rows:
             if group_id is None:
                 access.course_roles.setdefault(course_id, set()).add(role)

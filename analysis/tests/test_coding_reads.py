@@ -62,6 +62,15 @@ def test_a_case_section_comes_with_its_heading(world, sections):
     assert coding_reads.coding_section(sections["discussion"].pk, {world.course.pk}).label == "Group discussion"
 
 
+@pytest.mark.parametrize("first, last, shown", [("Aino", "Virtanen", "Aino Virtanen"), ("", "Virtanen", "Virtanen"),
+                                                ("Aino", "", "Aino"), ("", "", "coleader1")])
+def test_the_author_is_named_as_get_full_name_or_the_user_name(world, sections, first, last, shown):
+    world.coleader1.first_name, world.coleader1.last_name = first, last
+    world.coleader1.save()
+    assert (world.coleader1.get_full_name() or world.coleader1.username) == shown
+    assert coding_reads.coding_section(sections["case"].pk, {world.course.pk}).author == shown
+
+
 def test_a_section_is_found_exactly_when_the_orm_scoping_finds_it(world, sections):
     # Session 2: S3 presents having declined, so its note is not research data.
     Consent.objects.create(participant=world.participants[2], form=world.form, form_version=1, decision="declined",
