@@ -58,6 +58,8 @@ import uuid
 import zipfile
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -98,6 +100,9 @@ ORIGIN = "Balint groups"
 # object keeps its GUID from one export to the next.
 GUID_NAMESPACE = uuid.UUID("656faa61-61d5-4172-9b85-18993d70058c")
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+# Export rows are fetched this many at a time: a whole result fetched at once
+# sits in memory beside the objects made from it.
+FETCH_CHUNK = 2000
 
 # Refusals checked on the zip's directory before anything is unpacked.
 # zipfile never returns more than a member's declared size, so the declared
@@ -330,42 +335,51 @@ def _case_name(case) -> str:
            f"{case.title}"
 
 
+@dataclass
+class _Project:
+    """What a .qdpx holds, gathered before any of it is written."""
+
+    sections: list[NoteSection]  # in the order they are written
+    by_pk: dict[int, NoteSection]
+    left_out: int
+    segments_by_section: dict[int, list[_Segment]]
+    segments: dict[int, _Segment]
+    misfits: int
+    cases: dict  # case pk -> CasePresentation
+    case_codings: dict[int, list[CaseCoding]]
+    book: _Codebook
+    memos: list[Memo]
+    memo_refs: dict[tuple, list[str]]  # ("code" | "segment" | "section", pk) -> memo GUIDs
+    project_memo_refs: list[str]
+    users: dict  # pk -> user
+
+
 def export_qdpx(course: Course, *, include_memos: bool = True) -> bytes:
     """The whole course as a REFI-QDA project (.qdpx): project.qde plus one
     UTF-8 text per exported note section in sources/. Only research-eligible
     text and the shared coding are exported. Same data, same bytes."""
-    sections = list(
-        NoteSection.objects.research_eligible()
-        .filter(note__meeting__group__course=course)
-        .exclude(text="")
-        .select_related("note__author", "note__meeting__group", "case__presenter", "case__meeting__group")
-    )
-    sections.sort(key=lambda s: (s.note.meeting.group.name, s.note.meeting.group_id, s.note.meeting.number,
-                                 s.note.author.get_username(), s.sort_key, s.pk))
+    project = _gather(course, include_memos=include_memos)
+    texts = {f"sources/{object_guid('section', s.pk)}.txt": s.text for s in project.sections}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        # Streamed into the zip: as one tree, a large course's project.qde
+        # takes more memory than all the rest of the export. It sorts before
+        # sources/, so the members stay in name order.
+        with archive.open(_zip_info("project.qde"), "w") as stream:
+            _write_project(_QdeWriter(stream, _project_root(course)), course, project)
+        for name in sorted(texts):
+            archive.writestr(_zip_info(name), texts[name])
+    return buffer.getvalue()
+
+
+def _gather(course: Course, *, include_memos: bool) -> _Project:
+    sections = _research_sections(course)
     by_pk = {s.pk: s for s in sections}
     submitted = (
         NoteSection.objects.filter(note__meeting__group__course=course, note__status=FieldNote.Status.SUBMITTED)
         .exclude(text="").count()
     )
-    left_out = submitted - len(sections)
-
-    segments_by_section: dict[int, list[_Segment]] = defaultdict(list)
-    misfits = 0
-    segments: dict[int, _Segment] = {}
-    rows = (
-        CodedSegment.objects.research(course)
-        .order_by("section_id", "start", "end", "pk")
-        .values_list("pk", "section_id", "start", "end", "code_id", "code__name", "coder_id", "created_at")
-    )
-    for segment in map(_Segment._make, rows):
-        section = by_pk.get(segment.section_id)
-        if section is None:
-            continue
-        if not (0 <= segment.start < segment.end <= len(section.text)):
-            misfits += 1  # flagged after an amendment, offsets from an older text
-            continue
-        segments_by_section[segment.section_id].append(segment)
-        segments[segment.pk] = segment
+    segments_by_section, segments, misfits = _research_segments(course, by_pk)
 
     cases = {}
     for section in sections:
@@ -377,14 +391,68 @@ def export_qdpx(course: Course, *, include_memos: bool = True) -> bytes:
 
     book = _codebook(course, keep={s.code_id for s in segments.values()}
                      | {c.code_id for cs in case_codings.values() for c in cs})
+    memos = _exported_memos(course, book=book, segments=segments, sections=by_pk, cases=cases) \
+        if include_memos else []
+    memo_refs, project_memo_refs = _memo_refs(memos)
+    return _Project(
+        sections=sections, by_pk=by_pk, left_out=submitted - len(sections), segments_by_section=segments_by_section,
+        segments=segments, misfits=misfits, cases=cases, case_codings=case_codings, book=book, memos=memos,
+        memo_refs=memo_refs, project_memo_refs=project_memo_refs, users=_users(sections, segments, memos),
+    )
 
-    memos: list[Memo] = []
-    if include_memos:
-        for memo in Memo.objects.filter(course=course, round__isnull=True).select_related("author").order_by("pk"):
-            if ((memo.code_id and memo.code_id in book.codes) or (memo.segment_id and memo.segment_id in segments)
-                    or (memo.section_id and memo.section_id in by_pk) or (memo.case_id and memo.case_id in cases)
-                    or not (memo.code_id or memo.segment_id or memo.section_id or memo.case_id)):
-                memos.append(memo)
+
+def _research_sections(course: Course) -> list[NoteSection]:
+    sections = list(
+        NoteSection.objects.research_eligible()
+        .filter(note__meeting__group__course=course)
+        .exclude(text="")
+        .select_related("note__author", "note__meeting__group", "case__presenter", "case__meeting__group")
+        .iterator(chunk_size=FETCH_CHUNK)
+    )
+    sections.sort(key=lambda s: (s.note.meeting.group.name, s.note.meeting.group_id, s.note.meeting.number,
+                                 s.note.author.get_username(), s.sort_key, s.pk))
+    return sections
+
+
+def _research_segments(course: Course, sections: dict[int, NoteSection]) \
+        -> tuple[dict[int, list[_Segment]], dict[int, _Segment], int]:
+    """The shared coding of `sections`, by section and by pk, and how many of
+    its segments were left out because their positions do not fit the text."""
+    segments_by_section: dict[int, list[_Segment]] = defaultdict(list)
+    segments: dict[int, _Segment] = {}
+    misfits = 0
+    rows = (
+        CodedSegment.objects.research(course)
+        .order_by("section_id", "start", "end", "pk")
+        .values_list("pk", "section_id", "start", "end", "code_id", "code__name", "coder_id", "created_at")
+        .iterator(chunk_size=FETCH_CHUNK)
+    )
+    for segment in map(_Segment._make, rows):
+        section = sections.get(segment.section_id)
+        if section is None:
+            continue
+        if not (0 <= segment.start < segment.end <= len(section.text)):
+            misfits += 1  # flagged after an amendment, offsets from an older text
+            continue
+        segments_by_section[segment.section_id].append(segment)
+        segments[segment.pk] = segment
+    return segments_by_section, segments, misfits
+
+
+def _exported_memos(course: Course, *, book: _Codebook, segments: dict, sections: dict, cases: dict) -> list[Memo]:
+    """Memos on what is exported, and free-standing ones; not those of double-coding rounds."""
+    memos = []
+    for memo in Memo.objects.filter(course=course, round__isnull=True).select_related("author").order_by("pk"):
+        if ((memo.code_id and memo.code_id in book.codes) or (memo.segment_id and memo.segment_id in segments)
+                or (memo.section_id and memo.section_id in sections) or (memo.case_id and memo.case_id in cases)
+                or not (memo.code_id or memo.segment_id or memo.section_id or memo.case_id)):
+            memos.append(memo)
+    return memos
+
+
+def _memo_refs(memos: list[Memo]) -> tuple[dict[tuple, list[str]], list[str]]:
+    """Memo GUIDs by what refers to them, and those only the project can refer
+    to (CaseType has no NoteRef)."""
     memo_refs: dict[tuple, list[str]] = defaultdict(list)
     project_memo_refs: list[str] = []
     for memo in memos:
@@ -394,129 +462,203 @@ def export_qdpx(course: Course, *, include_memos: bool = True) -> bytes:
             memo_refs[target].append(object_guid("memo", memo.pk))
         else:
             project_memo_refs.append(object_guid("memo", memo.pk))
+    return memo_refs, project_memo_refs
 
+
+def _users(sections: list[NoteSection], segments: dict[int, _Segment], memos: list[Memo]) -> dict:
     users = {s.note.author.pk: s.note.author for s in sections}
     coders = {s.coder_id for s in segments.values()} - users.keys()
     if coders:
         users.update({u.pk: u for u in get_user_model().objects.filter(pk__in=coders).order_by("pk")})
     users.update({m.author.pk: m.author for m in memos})
+    return users
 
-    ns = PROJECT_NS
-    root = etree.Element(f"{{{ns}}}Project", nsmap={None: ns, "xsi": XSI_NS})
+
+class _QdeWriter:
+    """Writes project.qde an element at a time, byte for byte what
+    pretty-printing the whole tree at once gives.
+
+    New elements go under the open ones (the root, say, and Sources), which
+    hold nothing else while they are flushed: serialising that bare tree and
+    keeping only the new elements' lines lets libxml2 indent and escape them
+    as in the whole tree. (lxml's xmlfile does not indent, and declares the
+    namespace again on every element it writes.)"""
+
+    def __init__(self, stream, root: etree._Element):
+        self._stream = stream
+        self._open = [root]
+        bare = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        stream.write(bare.removesuffix(b"/>\n") + b">\n")  # the empty root's tag, opened instead of closed
+
+    @property
+    def parent(self) -> etree._Element:
+        return self._open[-1]
+
+    @contextmanager
+    def element(self, tag: str) -> Iterator[etree._Element]:
+        """An element without attributes, to be given at least one child (its
+        tags are written around the children, so it cannot come out as `<tag/>`)."""
+        self.flush()
+        element = _add(self.parent, PROJECT_NS, tag)
+        indent = "  " * len(self._open)
+        self._stream.write(f"{indent}<{tag}>\n".encode())
+        self._open.append(element)
+        yield element
+        self.flush()
+        self._open.pop()
+        self.parent.remove(element)
+        self._stream.write(f"{indent}</{tag}>\n".encode())
+
+    def flush(self) -> None:
+        """Write the elements added under the innermost open one, and let them go."""
+        parent, depth = self.parent, len(self._open)
+        if not len(parent):
+            return
+        bare = etree.tostring(self._open[0], encoding="UTF-8", pretty_print=True)
+        # One line per open element before the new elements, and one after
+        # them: a start tag holds no raw line break (libxml2 writes &#10;).
+        self._stream.write(bare.split(b"\n", depth)[depth].rsplit(b"\n", depth + 1)[0] + b"\n")
+        del parent[:]
+
+    def close(self) -> None:
+        self.flush()
+        self._stream.write(f"</{etree.QName(self._open[0]).localname}>\n".encode())
+
+
+def _project_root(course: Course) -> etree._Element:
+    root = etree.Element(f"{{{PROJECT_NS}}}Project", nsmap={None: PROJECT_NS, "xsi": XSI_NS})
     root.set("name", _xml_text(course.name))
     root.set("origin", ORIGIN)
-    root.set(f"{{{XSI_NS}}}schemaLocation", f"{ns} {PROJECT_LOCATION}")
+    root.set(f"{{{XSI_NS}}}schemaLocation", f"{PROJECT_NS} {PROJECT_LOCATION}")
+    return root
 
-    if users:
-        users_el = _add(root, ns, "Users")
-        for user in sorted(users.values(), key=lambda u: (u.get_username(), u.pk)):
+
+def _write_project(writer: _QdeWriter, course: Course, project: _Project) -> None:
+    ns = PROJECT_NS
+    if project.users:
+        users_el = _add(writer.parent, ns, "Users")
+        for user in sorted(project.users.values(), key=lambda u: (u.get_username(), u.pk)):
             _add(users_el, ns, "User", guid=object_guid("user", user.pk), name=_person_name(user),
                  id=user.get_username())
-    if book.categories:
-        _write_codes(_add(_add(root, ns, "CodeBook"), ns, "Codes"), ns, book, memo_refs)
-
-    variables_el = _add(root, ns, "Variables")
+    if project.book.categories:
+        _write_codes(_add(_add(writer.parent, ns, "CodeBook"), ns, "Codes"), ns, project.book, project.memo_refs)
+    variables_el = _add(writer.parent, ns, "Variables")
     for name, kind in VARIABLES:
         _add(variables_el, ns, "Variable", guid=object_guid("variable", name), name=name, typeOfVariable=kind)
+    if project.cases:
+        _write_cases(writer, project)
+    if project.sections:
+        with writer.element("Sources") as sources_el:
+            for section in project.sections:
+                _add_source(sources_el, section, project)
+                writer.flush()
+    if project.memos:
+        with writer.element("Notes") as notes_el:
+            for memo in project.memos:
+                _add_note(notes_el, memo, project)
+                writer.flush()
+    _add(writer.parent, ns, "Description", _project_description(course, project))
+    for memo_guid in project.project_memo_refs:
+        _add(writer.parent, ns, "NoteRef", targetGUID=memo_guid)
+    writer.close()
 
-    def values(into: etree._Element, pairs: list[tuple[str, object]]) -> None:
-        for name, value in pairs:
-            value_el = _add(into, ns, "VariableValue")
-            _add(value_el, ns, "VariableRef", targetGUID=object_guid("variable", name))
-            if isinstance(value, datetime):
-                _add(value_el, ns, "DateTimeValue", _when(value))
-            else:
-                _add(value_el, ns, "IntegerValue" if isinstance(value, int) else "TextValue", str(value))
 
-    if cases:
-        cases_el = _add(root, ns, "Cases")
-        ordered_cases = sorted(cases.values(), key=lambda c: (c.meeting.group.name, c.meeting.group_id,
-                                                              c.meeting.number, c.order, c.pk))
-        for case in ordered_cases:
+def _add_values(into: etree._Element, pairs: list[tuple[str, object]]) -> None:
+    ns = PROJECT_NS
+    for name, value in pairs:
+        value_el = _add(into, ns, "VariableValue")
+        _add(value_el, ns, "VariableRef", targetGUID=object_guid("variable", name))
+        if isinstance(value, datetime):
+            _add(value_el, ns, "DateTimeValue", _when(value))
+        else:
+            _add(value_el, ns, "IntegerValue" if isinstance(value, int) else "TextValue", str(value))
+
+
+def _write_cases(writer: _QdeWriter, project: _Project) -> None:
+    ns = PROJECT_NS
+    sources_of: dict[int, list[NoteSection]] = defaultdict(list)
+    for section in project.sections:
+        if section.case_id:
+            sources_of[section.case_id].append(section)
+    ordered = sorted(project.cases.values(), key=lambda c: (c.meeting.group.name, c.meeting.group_id,
+                                                            c.meeting.number, c.order, c.pk))
+    with writer.element("Cases") as cases_el:
+        for case in ordered:
             case_el = _add(cases_el, ns, "Case", guid=object_guid("case", case.pk), name=_case_name(case))
-            for coding in case_codings.get(case.pk, []):
+            for coding in project.case_codings.get(case.pk, []):
                 _add(case_el, ns, "CodeRef", targetGUID=object_guid("code", coding.code_id))
-            values(case_el, [("Group", case.meeting.group.name), ("Session", case.meeting.number),
-                             (SESSION_DATE, case.meeting.starts_at),
-                             ("Presenter", case.presenter.pseudonym)])
-            for section in sections:
-                if section.case_id == case.pk:
-                    _add(case_el, ns, "SourceRef", targetGUID=object_guid("section", section.pk))
+            _add_values(case_el, [("Group", case.meeting.group.name), ("Session", case.meeting.number),
+                                  (SESSION_DATE, case.meeting.starts_at), ("Presenter", case.presenter.pseudonym)])
+            for section in sources_of[case.pk]:
+                _add(case_el, ns, "SourceRef", targetGUID=object_guid("section", section.pk))
+            writer.flush()
 
-    files: dict[str, bytes | str] = {}  # a text is encoded (UTF-8) only as it is zipped
-    if sections:
-        sources_el = _add(root, ns, "Sources")
-        for section in sections:
-            source_guid = object_guid("section", section.pk)
-            files[f"sources/{source_guid}.txt"] = section.text
-            source_el = _add(sources_el, ns, "TextSource", guid=source_guid, name=source_name(section),
-                             plainTextPath=f"internal://{source_guid}.txt",
-                             creatingUser=object_guid("user", section.note.author_id),
-                             creationDateTime=_when(section.note.submitted_at))
-            for segment in segments_by_section.get(section.pk, []):
-                selection_el = _add(source_el, ns, "PlainTextSelection", guid=object_guid("segment", segment.pk),
-                                    name=segment.code_name, startPosition=str(segment.start),
-                                    endPosition=str(segment.end), creatingUser=object_guid("user", segment.coder_id),
-                                    creationDateTime=_when(segment.created_at))
-                coding_el = _add(selection_el, ns, "Coding", guid=object_guid("coding", segment.pk),
-                                 creatingUser=object_guid("user", segment.coder_id),
-                                 creationDateTime=_when(segment.created_at))
-                _add(coding_el, ns, "CodeRef", targetGUID=object_guid("code", segment.code_id))
-                for memo_guid in memo_refs.get(("segment", segment.pk), []):
-                    _add(selection_el, ns, "NoteRef", targetGUID=memo_guid)
-            for memo_guid in memo_refs.get(("section", section.pk), []):
-                _add(source_el, ns, "NoteRef", targetGUID=memo_guid)
-            meeting = section.note.meeting
-            pairs = [("Group", meeting.group.name), ("Session", meeting.number), (SESSION_DATE, meeting.starts_at),
-                     ("Section", "Case" if section.case_id else section.get_kind_display())]
-            if section.case_id:
-                pairs.append(("Presenter", section.case.presenter.pseudonym))
-            values(source_el, pairs)
 
-    if memos:
-        notes_el = _add(root, ns, "Notes")
-        for memo in memos:
-            note_el = _add(notes_el, ns, "Note", guid=object_guid("memo", memo.pk),
-                           name=memo.title or memo.text.strip().split("\n")[0][:60] or "Memo",
-                           creatingUser=object_guid("user", memo.author_id),
-                           creationDateTime=_when(memo.created_at), modifiedDateTime=_when(memo.updated_at))
-            _add(note_el, ns, "Description",
-                 _memo_about(memo, sections=by_pk, segments=segments, cases=cases, codes=book.codes))
-            _add(note_el, ns, "PlainTextContent", memo.text)
+def _add_source(parent: etree._Element, section: NoteSection, project: _Project) -> None:
+    ns = PROJECT_NS
+    source_guid = object_guid("section", section.pk)
+    source_el = _add(parent, ns, "TextSource", guid=source_guid, name=source_name(section),
+                     plainTextPath=f"internal://{source_guid}.txt",
+                     creatingUser=object_guid("user", section.note.author_id),
+                     creationDateTime=_when(section.note.submitted_at))
+    for segment in project.segments_by_section.get(section.pk, []):
+        selection_el = _add(source_el, ns, "PlainTextSelection", guid=object_guid("segment", segment.pk),
+                            name=segment.code_name, startPosition=str(segment.start),
+                            endPosition=str(segment.end), creatingUser=object_guid("user", segment.coder_id),
+                            creationDateTime=_when(segment.created_at))
+        coding_el = _add(selection_el, ns, "Coding", guid=object_guid("coding", segment.pk),
+                         creatingUser=object_guid("user", segment.coder_id),
+                         creationDateTime=_when(segment.created_at))
+        _add(coding_el, ns, "CodeRef", targetGUID=object_guid("code", segment.code_id))
+        for memo_guid in project.memo_refs.get(("segment", segment.pk), []):
+            _add(selection_el, ns, "NoteRef", targetGUID=memo_guid)
+    for memo_guid in project.memo_refs.get(("section", section.pk), []):
+        _add(source_el, ns, "NoteRef", targetGUID=memo_guid)
+    meeting = section.note.meeting
+    pairs = [("Group", meeting.group.name), ("Session", meeting.number), (SESSION_DATE, meeting.starts_at),
+             ("Section", "Case" if section.case_id else section.get_kind_display())]
+    if section.case_id:
+        pairs.append(("Presenter", section.case.presenter.pseudonym))
+    _add_values(source_el, pairs)
 
+
+def _add_note(parent: etree._Element, memo: Memo, project: _Project) -> None:
+    ns = PROJECT_NS
+    note_el = _add(parent, ns, "Note", guid=object_guid("memo", memo.pk),
+                   name=memo.title or memo.text.strip().split("\n")[0][:60] or "Memo",
+                   creatingUser=object_guid("user", memo.author_id),
+                   creationDateTime=_when(memo.created_at), modifiedDateTime=_when(memo.updated_at))
+    _add(note_el, ns, "Description", _memo_about(memo, sections=project.by_pk, segments=project.segments,
+                                                  cases=project.cases, codes=project.book.codes))
+    _add(note_el, ns, "PlainTextContent", memo.text)
+
+
+def _project_description(course: Course, project: _Project) -> str:
+    left_out, misfits = project.left_out, project.misfits
     described = (
-        f"Exported from {ORIGIN}: the course “{course.name}”. {_n(len(sections), 'note section')} of submitted "
-        f"field notes are text sources, with {_n(len(segments), 'coded segment')} of the shared coding. "
-        f"{_n(left_out, 'section')} of submitted notes {'was' if left_out == 1 else 'were'} left out because "
+        f"Exported from {ORIGIN}: the course “{course.name}”. {_n(len(project.sections), 'note section')} of "
+        f"submitted field notes are text sources, with {_n(len(project.segments), 'coded segment')} of the shared "
+        f"coding. {_n(left_out, 'section')} of submitted notes {'was' if left_out == 1 else 'were'} left out because "
         "consent does not allow their research use."
     )
     if misfits:
         described += (f" {_n(misfits, 'coded segment')} awaiting review after an amendment "
                       f"{'was' if misfits == 1 else 'were'} left out because the positions no longer fit the text.")
-    described += " Positions count Unicode code points, end excluded; texts are UTF-8 with \"\\n\" line endings."
-    _add(root, ns, "Description", described)
-    for memo_guid in project_memo_refs:
-        _add(root, ns, "NoteRef", targetGUID=memo_guid)
-
-    files["project.qde"] = _serialise(root)
-    return _zip(files)
+    return described + " Positions count Unicode code points, end excluded; texts are UTF-8 with \"\\n\" line endings."
 
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _zip(files: dict[str, bytes | str]) -> bytes:
-    """The files in a zip of fixed timestamps; text (str) is written as UTF-8."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = (stat.S_IFREG | 0o644) << 16
-            archive.writestr(info, files[name], compresslevel=6)
-    return buffer.getvalue()
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    """A member of fixed timestamp, deflated at zlib's default level (6): the
+    one level `ZipFile.open(…, "w")` offers."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3
+    info.external_attr = (stat.S_IFREG | 0o644) << 16
+    return info
 
 
 # --- Reading files safely ---------------------------------------------------------
