@@ -51,8 +51,14 @@ class Command(BaseCommand):
         except jobs.ReportError as error:
             raise CommandError(str(error)) from None
         out.mkdir(parents=True, exist_ok=True)
-        for name, content in sorted(built.files.items()):
-            path = out / name
-            path.write_bytes(content)
-            self.stdout.write(f"{path}  {len(content)} bytes")
+        try:
+            # By name, each file read back from the spool as it is written:
+            # sorting the items would hold every file's bytes at once.
+            for name in sorted(built.files):
+                content = built.files[name]
+                path = out / name
+                path.write_bytes(content)
+                self.stdout.write(f"{path}  {len(content)} bytes")
+        finally:
+            built.files.close()
         self.stdout.write(f"data hash {built.data_hash}")
