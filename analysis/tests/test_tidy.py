@@ -533,15 +533,18 @@ def test_groups_come_in_case_insensitive_name_order_whatever_their_ids(study):
 
 # --- Query counts ---------------------------------------------------------------------
 
-# Research eligibility is a stored column: no query of its own.
+# Research eligibility is a stored column: no query of its own. The exports
+# and the fingerprint read the segments once: the cases, sessions and
+# codebook count those rows rather than asking for their counts, so the four
+# tables take 3 queries fewer together than the four `*_rows` one by one.
 QUERIES = {
     "segments_rows": 1,
     "cases_rows": 3,
     "sessions_rows": 3,
     "codebook_rows": 2,
-    "export_csv_files": 9,
-    "export_xlsx": 9,
-    "fingerprint": 19,
+    "export_csv_files": 6,
+    "export_xlsx": 6,
+    "fingerprint": 16,
 }
 
 
