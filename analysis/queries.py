@@ -316,8 +316,8 @@ def segment_rows(ids, *, chars: int = CONTEXT_CHARS) -> list[SegmentHit]:
 
 
 def add_context(rows, *, chars: int = CONTEXT_CHARS) -> list[SegmentHit]:
-    """Finish the rows of one page: trim cut context to a word boundary, mark
-    cuts with an ellipsis, and label the section. A segment flagged for
+    """Finish the rows of one page: trim cut context to a word boundary and
+    mark cuts with an ellipsis. A segment flagged for
     review after an amendment may not sit on its offsets any more: it shows
     its stored quote without context."""
     rows = list(rows)

@@ -27,12 +27,12 @@ from balint.decorators import login_required_json
 
 from .. import services
 from ..access import (
-    research_course_ids,
     eligible_sections,
     get_research_course,
     get_round_for,
     get_section_for_coding,
     get_segment_for_coder,
+    research_course_ids,
     visible_segments,
 )
 from ..coding_html import code_list_html, segment_items_html, text_html, text_pieces
