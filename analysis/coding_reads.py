@@ -17,20 +17,15 @@ The scoping is the same as `analysis.access`, and must stay so:
 `analysis/tests/test_coding_reads.py` holds these functions to the ORM
 versions on the same data.
 
-Written for both PostgreSQL and SQLite (`make run`): reserved words quoted,
-`IN` lists spelled out, values converted as Django's backends would.
+Written for both PostgreSQL and SQLite, with the helpers of `balint.rawsql`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
 
-from django.conf import settings
-from django.db import connection
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-
+from balint.rawsql import db_datetime, fetch_rows, placeholders
 from fieldnotes.models import NoteSection
 
 from .models import CodingRound
@@ -128,21 +123,6 @@ SELECT c.id, c.name, c.shortcut, c.definition, k.name
 """
 
 
-def fetch_rows(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def db_datetime(value) -> datetime:
-    """A timestamp as the ORM returns it (SQLite hands raw SQL a string)."""
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if settings.USE_TZ and timezone.is_naive(value):
-        value = timezone.make_aware(value, dt_timezone.utc)
-    return value
-
-
 def person(first: str, last: str, username: str) -> str:
     """User.get_full_name() or the user name, without loading the user."""
     return f"{first} {last}".strip() or username
@@ -160,7 +140,7 @@ def coding_section(pk: int, course_ids) -> CodingSection | None:
     course_ids = sorted(course_ids)
     if not course_ids:
         return None
-    rows = fetch_rows(SECTION_SQL.format(courses=", ".join(["%s"] * len(course_ids))), [pk, *course_ids])
+    rows = fetch_rows(SECTION_SQL.format(courses=placeholders(course_ids)), [pk, *course_ids])
     if not rows:
         return None
     (pk, text, kind, case_id, course_id, course_name, time_zone, group_name, number, starts_at, author,

@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from django.db.models import Count, F, Q, QuerySet, TextChoices
 from django.utils import timezone
 
+from balint.rawsql import db_datetime, fetch_rows, placeholders
 from fieldnotes.models import NoteSection
 from sessions.models import CasePresentation, Meeting
 
@@ -301,13 +302,13 @@ def segment_rows(ids, *, chars: int = CONTEXT_CHARS) -> list[SegmentHit]:
     ids = [int(pk) for pk in ids]
     if not ids:
         return []
-    sql = SEGMENT_ROWS_SQL.format(before=int(chars) - 1, chars=int(chars), ids=", ".join(["%s"] * len(ids)))
+    sql = SEGMENT_ROWS_SQL.format(before=int(chars) - 1, chars=int(chars), ids=placeholders(ids))
     hits = {}
     for (pk, code_id, code_name, section_id, case_id, group_name, number, starts_at, kind, case_order, case_title,
          presenter, a_first, a_last, a_user, c_first, c_last, c_user, review, quote, start, end, before, marked,
-         after, text_length) in coding_reads.fetch_rows(sql, ids):
+         after, text_length) in fetch_rows(sql, ids):
         hits[pk] = SegmentHit(
-            pk, code_id, code_name, section_id, case_id, group_name, number, coding_reads.db_datetime(starts_at),
+            pk, code_id, code_name, section_id, case_id, group_name, number, db_datetime(starts_at),
             coding_reads.label_of(kind, case_order, case_title, presenter),
             coding_reads.person(a_first, a_last, a_user), coding_reads.person(c_first, c_last, c_user),
             bool(review), quote, start, end, before, marked, after, text_length,

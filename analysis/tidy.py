@@ -57,11 +57,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone as dt_timezone, tzinfo
 from operator import itemgetter
 
-from django.db import connection
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
@@ -69,6 +67,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.xml.functions import tostring
 
+from balint.rawsql import db_datetime, fetch_rows
 from fieldnotes.models import FieldNote, NoteSection
 from sessions.models import Attendance, Consent, Participant
 
@@ -142,22 +141,6 @@ def _joined(names: Iterable[str]) -> str:
 
 def _eligible_sections(course):
     return NoteSection.objects.research_eligible().filter(note__meeting__group__course=course)
-
-
-def _fetch(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _db_datetime(value) -> datetime:
-    """A timestamp read in SQL, aware, as the ORM gives it: SQLite gives a
-    naive one in UTC, or its stored text."""
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, dt_timezone.utc)
-    return value
 
 
 def _in_group_name_order(table: list[tuple], runs: list[tuple[tuple, int]]) -> list[tuple]:
@@ -246,7 +229,7 @@ def segment_table(course) -> list[tuple]:
 # took longer to build their queries than the database took to answer them
 # (≈ 9 against 6 ms at 300 notes), so they are written out here. For
 # PostgreSQL and SQLite alike: reserved words quoted, timestamps read by
-# `_db_datetime`. A case is research data if it has an eligible section
+# `balint.rawsql.db_datetime`. A case is research data if it has an eligible section
 # (`research_ok`, the stored decision `NoteSection.objects.research_eligible()`
 # filters on).
 RESEARCH_CASES_SQL = """
@@ -323,19 +306,19 @@ def case_table(course, counts: dict[tuple, int] | None = None) -> list[tuple]:
             case_code_segment_count[case_id] += n
             from_segments[case_id].add(code)
     set_on_case: dict[int, set[str]] = defaultdict(set)
-    for case_id, _, code in _fetch(CASE_CODINGS_SQL, [CASE_UNIT, course.pk]):
+    for case_id, _, code in fetch_rows(CASE_CODINGS_SQL, [CASE_UNIT, course.pk]):
         set_on_case[case_id].add(code)
 
     tz = course.tz
     table: list[tuple] = []
     runs: list[tuple[tuple, int]] = []
     group_now = None
-    for group_id, pk, group, number, starts_at, order, title, presenter in _fetch(CASES_SQL, [course.pk]):
+    for group_id, pk, group, number, starts_at, order, title, presenter in fetch_rows(CASES_SQL, [course.pk]):
         if group_id != group_now:
             group_now = group_id
             runs.append(((_name_key(group), group_id), len(table)))
         table.append((
-            pk, group, number, _local_date(_db_datetime(starts_at), tz), order, title, presenter,
+            pk, group, number, _local_date(db_datetime(starts_at), tz), order, title, presenter,
             _joined(from_segments[pk] | set_on_case[pk]), _joined(from_segments[pk]), _joined(set_on_case[pk]),
             segment_count[pk], case_code_segment_count[pk],
         ))
@@ -353,7 +336,7 @@ def session_table(course, counts: dict[tuple, int] | None = None) -> list[tuple]
         segment_count[meeting_id] += n
         if unit == SESSION_UNIT:
             themes[meeting_id].add(code)
-    for _, meeting_id, code in _fetch(CASE_CODINGS_SQL, [SESSION_UNIT, course.pk]):
+    for _, meeting_id, code in fetch_rows(CASE_CODINGS_SQL, [SESSION_UNIT, course.pk]):
         themes[meeting_id].add(code)
 
     tz = course.tz
@@ -361,12 +344,12 @@ def session_table(course, counts: dict[tuple, int] | None = None) -> list[tuple]
     runs: list[tuple[tuple, int]] = []
     group_now = None
     for (group_id, pk, group, number, starts_at, status, duration, present, recorded, case_total,
-         group_size) in _fetch(SESSIONS_SQL, [course.pk, course.pk]):
+         group_size) in fetch_rows(SESSIONS_SQL, [course.pk, course.pk]):
         if group_id != group_now:
             group_now = group_id
             runs.append(((_name_key(group), group_id), len(table)))
         table.append((
-            group, number, _local_date(_db_datetime(starts_at), tz), status, duration,
+            group, number, _local_date(db_datetime(starts_at), tz), status, duration,
             present if recorded else None, group_size, case_total, _joined(themes[pk]), segment_count[pk],
         ))
     return _in_group_name_order(table, runs)
@@ -383,7 +366,7 @@ def codebook_table(course, counts: dict[tuple, int] | None = None) -> list[tuple
     # A few dozen codes: sorted here, names case-insensitively.
     rows = []
     for (pk, category, unit, name, parent, definition, when_to_use, when_not_to_use, example, colour, retired_at,
-         category_order, category_id) in _fetch(CODES_SQL, [course.pk]):
+         category_order, category_id) in fetch_rows(CODES_SQL, [course.pk]):
         rows.append((
             (category_order, _name_key(category), category_id, _name_key(name), pk),
             (pk, category, unit, name, parent, definition, when_to_use, when_not_to_use, example, colour,

@@ -11,6 +11,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from analysis import coding_reads
+from analysis import services as analysis_services
 from analysis.access import eligible_sections, visible_segments
 from analysis.models import Code, CodingRound
 from analysis.tests.test_coding import add_segments, held_session
@@ -21,9 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def codes(world):
-    from analysis import services
-
-    return services.codebook_start_from_study(course=world.course, actor=world.researcher1)
+    return analysis_services.codebook_start_from_study(course=world.course, actor=world.researcher1)
 
 
 @pytest.fixture
