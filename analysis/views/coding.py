@@ -36,7 +36,7 @@ from ..access import (
     visible_segments,
 )
 from ..coding_html import code_list_html, segment_items_html, text_html, text_pieces
-from ..coding_reads import SegmentView, active_codebook, coding_section, section_segments
+from ..coding_reads import SegmentView, active_codebook, coding_section, label_of, section_segments
 from ..models import Code, CodedSegment, CodingRound
 
 SECTIONS_PER_PAGE = 100
@@ -104,9 +104,9 @@ def _coder_round(request, pk: int, course_id: int) -> CodingRound:
 
 
 def section_label(section) -> str:
-    if section.kind == section.Kind.CASE:
-        return f"Case {section.case.order}: {section.case.title} ({section.case.presenter.pseudonym})"
-    return section.get_kind_display()
+    """The label `coding_reads.label_of` gives a row, from a section with its case and presenter loaded."""
+    case = section.case if section.kind == section.Kind.CASE else None
+    return label_of(section.kind, case and case.order, case and case.title, case and case.presenter.pseudonym)
 
 
 class SegmentUrls:

@@ -228,12 +228,17 @@ def test_submitted_note_is_locked_against_saves(client, world, held):
 # --- Amending -----------------------------------------------------------------
 
 
-def test_amendment_needs_a_reason_and_is_kept_in_the_history(client, world, held):
-    note = open_note(held, world.coleader1)
+def submitted_discussion(meeting, author, text):
+    """The author's note of `meeting`, submitted with `text` in its discussion section."""
+    note = open_note(meeting, author)
     discussion = section(note, "discussion")
-    services.note_submit(note=note, base_version=0, texts={discussion.pk: "The group talked about fear."},
-                         actor=world.coleader1)
+    services.note_submit(note=note, base_version=0, texts={discussion.pk: text}, actor=author)
     note.refresh_from_db()
+    return note, discussion
+
+
+def test_amendment_needs_a_reason_and_is_kept_in_the_history(client, world, held):
+    note, discussion = submitted_discussion(held, world.coleader1, "The group talked about fear.")
     client.force_login(world.coleader1)
     url = reverse("fieldnotes:note_amend", args=[note.pk])
     refused = client.post(url, {"version": note.version, f"section-{discussion.pk}": "Changed", "reason": " "})
@@ -257,11 +262,7 @@ def test_amendment_needs_a_reason_and_is_kept_in_the_history(client, world, held
 def test_an_overlong_amendment_reason_is_refused_and_the_corrected_text_kept_on_the_page(client, world, held):
     from balint.limits import REASON_CHARS
 
-    note = open_note(held, world.coleader1)
-    discussion = section(note, "discussion")
-    services.note_submit(note=note, base_version=0, texts={discussion.pk: "The group talked about fear."},
-                         actor=world.coleader1)
-    note.refresh_from_db()
+    note, discussion = submitted_discussion(held, world.coleader1, "The group talked about fear.")
     client.force_login(world.coleader1)
     refused = client.post(reverse("fieldnotes:note_amend", args=[note.pk]), {
         "version": note.version, f"section-{discussion.pk}": "The group talked about shame.",
