@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from balint.rawsql import db_datetime, fetch_rows, placeholders
+from balint.rawsql import Prepared, db_datetime
 from fieldnotes.models import NoteSection
 
 from .models import CodingRound
@@ -88,8 +88,10 @@ class CodebookEntry:
 
 # The author's name and the case's label come from scalar subqueries rather
 # than joins: PostgreSQL plans a five-table join in about half the time of
-# the eight-table one (0.48 against 0.77 ms, on every page view).
-SECTION_SQL = """
+# the eight-table one. It is prepared (planned once per connection), so the
+# user's courses are checked on the row rather than in the SQL: an IN list of
+# varying length would be a different statement.
+SECTION = Prepared("coding_section", """
 SELECT s.id, s.text, s.kind, s.case_id, g.course_id, c.name, c.time_zone, g.name, m.number, m.starts_at,
        (SELECT coalesce(nullif(trim(u.first_name || ' ' || u.last_name), ''), u.username)
           FROM auth_user u WHERE u.id = n.author_id),
@@ -101,8 +103,8 @@ SELECT s.id, s.text, s.kind, s.case_id, g.course_id, c.name, c.time_zone, g.name
   JOIN balint_sessions_meeting m ON m.id = n.meeting_id
   JOIN balint_sessions_group g ON g.id = m.group_id
   JOIN balint_sessions_course c ON c.id = g.course_id
- WHERE s.id = %s AND s.research_ok AND g.course_id IN ({courses})
-"""
+ WHERE s.id = %s AND s.research_ok
+""")
 
 SEGMENTS_SQL = """
 SELECT g.id, g.code_id, c.name, g.start, g."end", g.quote, u.first_name, u.last_name, u.username,
@@ -113,14 +115,18 @@ SELECT g.id, g.code_id, c.name, g.start, g."end", g.quote, u.first_name, u.last_
  WHERE g.section_id = %s AND {round}
  ORDER BY g.start, g."end", g.id
 """
+# By round, the three cases of `access.visible_segments`.
+SEGMENTS_SHARED = Prepared("coding_segments_shared", SEGMENTS_SQL.format(round="g.round_id IS NULL"))
+SEGMENTS_OWN = Prepared("coding_segments_own", SEGMENTS_SQL.format(round="g.round_id = %s AND g.coder_id = %s"))
+SEGMENTS_ROUND = Prepared("coding_segments_round", SEGMENTS_SQL.format(round="g.round_id = %s"))
 
-CODEBOOK_SQL = """
+CODEBOOK = Prepared("coding_codebook", """
 SELECT c.id, c.name, c.shortcut, c.definition, k.name
   FROM analysis_code c
   JOIN analysis_category k ON k.id = c.category_id
  WHERE c.course_id = %s AND c.retired_at IS NULL
  ORDER BY k."order", k.name, c.name
-"""
+""")
 
 
 def person(first: str, last: str, username: str) -> str:
@@ -137,11 +143,8 @@ def label_of(kind: str, case_order: int | None, case_title: str | None, presente
 
 def coding_section(pk: int, course_ids) -> CodingSection | None:
     """The section if it is research data of one of `course_ids`, else None."""
-    course_ids = sorted(course_ids)
-    if not course_ids:
-        return None
-    rows = fetch_rows(SECTION_SQL.format(courses=placeholders(course_ids)), [pk, *course_ids])
-    if not rows:
+    rows = SECTION.rows([pk])
+    if not rows or rows[0][4] not in course_ids:
         return None
     (pk, text, kind, case_id, course_id, course_name, time_zone, group_name, number, starts_at, author,
      case_label) = rows[0]
@@ -153,18 +156,17 @@ def coding_section(pk: int, course_ids) -> CodingSection | None:
 def section_segments(section_id: int, coding_round: CodingRound | None, user) -> list[SegmentView]:
     """The section's segments the user may see (as `access.visible_segments`), in text order."""
     if coding_round is None:
-        where, params = "g.round_id IS NULL", []
+        rows = SEGMENTS_SHARED.rows([section_id])
     elif coding_round.is_open:
-        where, params = "g.round_id = %s AND g.coder_id = %s", [coding_round.pk, user.pk]
+        rows = SEGMENTS_OWN.rows([section_id, coding_round.pk, user.pk])
     else:
-        where, params = "g.round_id = %s", [coding_round.pk]
+        rows = SEGMENTS_ROUND.rows([section_id, coding_round.pk])
     return [
         SegmentView(pk, code_id, code_name, start, end, quote, person(first, last, username), bool(review), round_id)
-        for pk, code_id, code_name, start, end, quote, first, last, username, review, round_id
-        in fetch_rows(SEGMENTS_SQL.format(round=where), [section_id, *params])
+        for pk, code_id, code_name, start, end, quote, first, last, username, review, round_id in rows
     ]
 
 
 def active_codebook(course_id: int) -> list[CodebookEntry]:
     """The course's codes offered for coding (not retired), by category order, category, name."""
-    return [CodebookEntry(*row) for row in fetch_rows(CODEBOOK_SQL, [course_id])]
+    return [CodebookEntry(*row) for row in CODEBOOK.rows([course_id])]

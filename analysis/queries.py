@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 from django.db.models import Count, F, Q, QuerySet, TextChoices
 from django.utils import timezone
 
-from balint.rawsql import db_datetime, fetch_rows, placeholders
+from balint.rawsql import Prepared, db_datetime, placeholders
 from fieldnotes.models import NoteSection
 from sessions.models import CasePresentation, Meeting
 
@@ -267,10 +267,14 @@ class SegmentHit:
 
 # Written out rather than built with the ORM, which spent twice the
 # database's time on building the nine-table query and its 200 objects a
-# page. The context is cut by the database from the rows' texts only, never
-# whole texts; the first argument of substr is written as a CASE for SQLite,
-# which has no greatest().
-SEGMENT_ROWS_SQL = """
+# page; prepared (`balint.rawsql.Prepared`), so PostgreSQL plans the ten-table
+# join once per connection rather than on every page. The IN list has a fixed
+# length, a page of ids padded with NULLs (which match nothing). The context is
+# cut by the database from the rows' texts only, never whole texts; the first
+# argument of substr is written as a CASE for SQLite, which has no greatest().
+ROWS_AT_ONCE = 25  # the segment search's page
+
+SEGMENT_ROWS = Prepared("segment_rows", """
 SELECT g.id, g.code_id, c.name, g.section_id, s.case_id, gr.name, m.number, m.starts_at,
        s.kind, k."order", k.title, p.pseudonym, a.first_name, a.last_name, a.username,
        u.first_name, u.last_name, u.username, g.needs_review, g.quote, g.start, g."end",
@@ -290,29 +294,28 @@ SELECT g.id, g.code_id, c.name, g.section_id, s.case_id, gr.name, m.number, m.st
   LEFT JOIN balint_sessions_casepresentation k ON k.id = s.case_id
   LEFT JOIN balint_sessions_participant p ON p.id = k.presenter_id
  WHERE g.id IN ({ids})
-"""
+""".format(before=CONTEXT_CHARS - 1, chars=CONTEXT_CHARS, ids=placeholders(range(ROWS_AT_ONCE))))
 
 
-def segment_rows(ids, *, chars: int = CONTEXT_CHARS) -> list[SegmentHit]:
+def segment_rows(ids) -> list[SegmentHit]:
     """The segments `ids` (one page, already scoped and in listing order)
-    ready to list: with what a row shows, and up to `chars` code points of
-    context either side cut out by the database (`before`, `marked`,
+    ready to list: with what a row shows, and up to CONTEXT_CHARS code points
+    of context either side cut out by the database (`before`, `marked`,
     `after`, `text_length`), so a page never loads whole section texts.
     Then `add_context` on them."""
     ids = [int(pk) for pk in ids]
-    if not ids:
-        return []
-    sql = SEGMENT_ROWS_SQL.format(before=int(chars) - 1, chars=int(chars), ids=placeholders(ids))
     hits = {}
-    for (pk, code_id, code_name, section_id, case_id, group_name, number, starts_at, kind, case_order, case_title,
-         presenter, a_first, a_last, a_user, c_first, c_last, c_user, review, quote, start, end, before, marked,
-         after, text_length) in fetch_rows(sql, ids):
-        hits[pk] = SegmentHit(
-            pk, code_id, code_name, section_id, case_id, group_name, number, db_datetime(starts_at),
-            coding_reads.label_of(kind, case_order, case_title, presenter),
-            coding_reads.person(a_first, a_last, a_user), coding_reads.person(c_first, c_last, c_user),
-            bool(review), quote, start, end, before, marked, after, text_length,
-        )
+    for first in range(0, len(ids), ROWS_AT_ONCE):
+        some = ids[first:first + ROWS_AT_ONCE]
+        for (pk, code_id, code_name, section_id, case_id, group_name, number, starts_at, kind, case_order,
+             case_title, presenter, a_first, a_last, a_user, c_first, c_last, c_user, review, quote, start, end,
+             before, marked, after, text_length) in SEGMENT_ROWS.rows(some + [None] * (ROWS_AT_ONCE - len(some))):
+            hits[pk] = SegmentHit(
+                pk, code_id, code_name, section_id, case_id, group_name, number, db_datetime(starts_at),
+                coding_reads.label_of(kind, case_order, case_title, presenter),
+                coding_reads.person(a_first, a_last, a_user), coding_reads.person(c_first, c_last, c_user),
+                bool(review), quote, start, end, before, marked, after, text_length,
+            )
     return [hits[pk] for pk in ids if pk in hits]
 
 

@@ -103,7 +103,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend with the per-request user read prepared. Sessions
+    # name the backend that signed them in: sessions made before this line
+    # named django.contrib.auth.backends.ModelBackend, and end at the upgrade.
+    "balint.auth.ModelBackend",
 ]
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import connection
 from django.db.models import Q
 from django.http import Http404, HttpRequest
+
+from balint.rawsql import Prepared
 
 from .models import COURSE_ROLES, GROUP_ROLES, Course, Group, Meeting, Membership, Participant, Role
 
 ANY_ROLE = (Role.ADMIN, Role.RESEARCHER, Role.LEADER, Role.COLEADER)
+MEMBERSHIPS = Prepared("memberships", f"SELECT course_id, group_id, role FROM {Membership._meta.db_table} WHERE user_id = %s")
 
 
 @dataclass
@@ -36,11 +38,7 @@ class Access:
         if user.is_authenticated and user.is_active:  # as Membership.objects.for_user
             # Every signed-in page runs this: read as plain rows, without the
             # ORM's query building (or the model's ordering, which joins four tables).
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT course_id, group_id, role FROM {Membership._meta.db_table} WHERE user_id = %s", [user.pk]
-                )
-                rows = cursor.fetchall()
+            rows = MEMBERSHIPS.rows([user.pk])
         for course_id, group_id, role in rows:
             if group_id is None:
                 access.course_roles.setdefault(course_id, set()).add(role)

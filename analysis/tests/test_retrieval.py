@@ -308,6 +308,19 @@ def test_paging_keeps_the_filters(client, study):
     assert search(client, study, codes=feel, page=99).context["page"].number == 2
 
 
+def test_rows_are_read_for_any_number_of_ids_in_the_order_given(study, django_assert_num_queries):
+    seg = study.segments[5]
+    extra = [CodedSegment.objects.create(section=seg.section, code=seg.code, coder=seg.coder, start=i, end=i + 2,
+                                         quote=seg.section.text[i:i + 2], section_revision=seg.section.revision)
+             for i in range(30)]
+    ids = [s.pk for s in reversed(extra)] + [seg.pk]
+    with django_assert_num_queries(2):  # a page's worth of ids at a time
+        rows = queries.segment_rows(ids)
+    assert [r.pk for r in rows] == ids
+    assert [r.marked for r in rows[:2]] == [seg.section.text[29:31], seg.section.text[28:30]]
+    assert rows[-1].quote == seg.quote
+
+
 # --- Matrices ------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from ..access import eligible_sections, get_research_course, visible_segments
 from ..models import CodedSegment
 from ..queries import Mode, SegmentFilter
 
-PAGE_SIZE = 25
+PAGE_SIZE = queries.ROWS_AT_ONCE  # a page of ids is read in one query
 
 
 def _scope(request, pk):

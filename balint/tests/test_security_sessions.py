@@ -13,6 +13,8 @@ from unittest import mock
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY
+from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
@@ -141,6 +143,26 @@ def test_logout_deletes_the_session_so_a_copied_cookie_is_worthless(world):
     assert not Session.objects.filter(session_key=key).exists()
     assert not _signed_in(copy)
     assert client.get(reverse("logout")).status_code == 405  # logging out is a POST (CSRF-protected)
+
+
+def test_a_signed_in_request_reads_its_user_as_the_orm_would(world, django_assert_num_queries):
+    """The backend a login records reads the user with one query a request
+    (`balint.auth`): every field as the ORM gives it, and not once the
+    account is deactivated."""
+    client = Client()
+    _login(client, "leader", PASSWORD)
+    assert client.session[BACKEND_SESSION_KEY] == "balint.auth.ModelBackend"
+    fields = [f.attname for f in User._meta.concrete_fields]
+    stored = User.objects.get(pk=world.leader.pk)
+    with django_assert_num_queries(3):  # the session, the user, the memberships (the navigation bar)
+        response = client.get(reverse("password_change"))
+    user = response.wsgi_request.user
+    assert response.status_code == 200 and user.pk == world.leader.pk
+    assert {f: getattr(user, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+    assert user.last_login is not None and user.last_login.tzinfo is not None
+
+    User.objects.filter(pk=world.leader.pk).update(is_active=False)
+    assert not _signed_in(client)
 
 
 def test_deactivation_ends_a_session_in_the_middle_of_writing(client, world):
