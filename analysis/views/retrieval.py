@@ -27,6 +27,7 @@ from .. import queries
 from ..access import eligible_sections, get_research_course, visible_segments
 from ..models import CodedSegment
 from ..queries import Mode, SegmentFilter
+from ..retrieval_html import segment_hits_html
 
 PAGE_SIZE = queries.ROWS_AT_ONCE  # a page of ids is read in one query
 
@@ -219,6 +220,7 @@ def segment_search(request, pk):
     kept.pop("page", None)
     return render(request, "analysis/segment_search.html", {
         "course": course, "form": form, "page": page, "rows": rows,
+        "hits": segment_hits_html(rows, course.tz) if rows else "",
         "described": form.describe() if form.is_bound and form.is_valid() else [],
         "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2) if page else [],
         "querystring": kept.urlencode(), "active": "segments",
