@@ -9,31 +9,23 @@ from __future__ import annotations
 from datetime import tzinfo
 from html import escape
 
-from django.urls import reverse
 from django.utils import dateformat, timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from balint.reversing import url_for
+
 from .queries import SegmentHit
 
-_PLACEHOLDER = 2_147_483_647
 _REVIEW = ('<span class="badge text-bg-warning" title="The note was amended and this segment could not be '
            're-anchored: its stored quote is shown.">needs review</span>')
 
 
-def pk_url(name: str):
-    """`pk -> reverse(name, args=[pk])`, reversed once: a page of rows links
-    to dozens of objects by the same pattern."""
-    pattern = escape(reverse(name, args=[_PLACEHOLDER]))
-    return lambda pk: pattern.replace(str(_PLACEHOLDER), str(int(pk)))
-
-
 def segment_hits_html(rows: list[SegmentHit], tz: tzinfo) -> SafeString:
     """The `<li>`s of one page of results; dates are the session's, in the course's time zone."""
-    coding_page, case_page = pk_url("analysis:coding_page"), pk_url("analysis:case_analysis")
     out = []
     for s in rows:
         day = dateformat.format(timezone.localtime(s.starts_at, tz), "j M Y")
-        case_link = f' · <a href="{case_page(s.case_id)}">Case page</a>' if s.case_id else ""
+        case_link = f' · <a href="{url_for("analysis:case_analysis", s.case_id)}">Case page</a>' if s.case_id else ""
         out.append(
             f'<li class="segment-hit" id="segment-{int(s.pk)}">\n'
             f'  <div class="d-flex flex-wrap column-gap-3 row-gap-1 align-items-baseline small mb-1">\n'
@@ -48,7 +40,7 @@ def segment_hits_html(rows: list[SegmentHit], tz: tzinfo) -> SafeString:
             f'<mark class="code-mark code-{int(s.code_id)}">{escape(s.marked)}</mark>{escape(s.after)}'
             f'{"…" if s.cut_after else ""}</blockquote>\n'
             f'  <div class="small">\n'
-            f'    <a href="{coding_page(s.section_id)}#segment-{int(s.pk)}">Open in coding page</a>\n'
+            f'    <a href="{url_for("analysis:coding_page", s.section_id)}#segment-{int(s.pk)}">Open in coding page</a>\n'
             f'    {case_link}\n'
             f'  </div>\n'
             f'</li>\n'

@@ -145,7 +145,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "balint.storage.StaticFilesStorage"  # whitenoise's, with URLs worked out once
     },
 }
 

@@ -20,10 +20,10 @@ from django.db.models import Count
 from django.http import Http404, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from balint.decorators import login_required_json
+from balint.reversing import url_for
 
 from .. import services
 from ..access import (
@@ -109,22 +109,7 @@ def section_label(section) -> str:
     return label_of(section.kind, case and case.order, case and case.title, case and case.presenter.pseudonym)
 
 
-class SegmentUrls:
-    """The script's URLs for adjusting and removing segments, reversed once
-    per response rather than twice per segment."""
-
-    _PLACEHOLDER = 2_147_483_647
-
-    def __init__(self):
-        self.update = reverse("analysis:segment_update", args=[self._PLACEHOLDER])
-        self.delete = reverse("analysis:segment_delete", args=[self._PLACEHOLDER])
-
-    def __call__(self, url: str, pk: int) -> str:
-        return url.replace(str(self._PLACEHOLDER), str(pk))
-
-
-def segment_json(segment: SegmentView, urls: SegmentUrls | None = None) -> dict:
-    urls = urls or SegmentUrls()
+def segment_json(segment: SegmentView) -> dict:
     return {
         "id": segment.pk,
         "code": segment.code_id,
@@ -135,8 +120,8 @@ def segment_json(segment: SegmentView, urls: SegmentUrls | None = None) -> dict:
         "coder": segment.coder,
         "needs_review": segment.needs_review,
         "round": segment.round_id,
-        "update_url": urls(urls.update, segment.pk),
-        "delete_url": urls(urls.delete, segment.pk),
+        "update_url": url_for("analysis:segment_update", segment.pk),
+        "delete_url": url_for("analysis:segment_delete", segment.pk),
     }
 
 
@@ -192,15 +177,14 @@ def coding_page(request, pk):
     can_code = coding_round is None or coding_round.is_open
     segments = section_segments(section.pk, coding_round, request.user)
     codebook = active_codebook(section.course_id)
-    urls = SegmentUrls()
     data = {
         "section": section.pk,
         "text": section.text,
         "round": coding_round.pk if coding_round else None,
         "can_code": can_code,
-        "create_url": reverse("analysis:segment_create", args=[section.pk]),
+        "create_url": url_for("analysis:segment_create", section.pk),
         "csrf": get_token(request),
-        "segments": [segment_json(s, urls) for s in segments],
+        "segments": [segment_json(s) for s in segments],
         "codes": [{"id": c.pk, "name": c.name, "shortcut": c.shortcut, "category": c.category} for c in codebook],
     }
     # Codes of segments already made may since have been retired: the script
@@ -215,6 +199,13 @@ def coding_page(request, pk):
         "section": section, "segments": segments, "text_html": text_html(text_pieces(section.text, segments)),
         "segment_items": segment_items_html(segments), "codebook": codebook, "code_list": code_list_html(codebook),
         "coding_round": coding_round, "can_code": can_code, "data": data,
+        "links": {
+            "codes_css": url_for("analysis:codes_css", section.course_id),
+            "course": url_for("sessions:course_detail", section.course_id),
+            "coding_index": url_for("analysis:coding_index", section.course_id),
+            "codebook": url_for("analysis:codebook", section.course_id),
+            "case": url_for("analysis:case_analysis", section.case_id) if section.case_id else "",
+        },
     })
 
 
