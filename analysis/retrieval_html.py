@@ -25,7 +25,10 @@ def segment_hits_html(rows: list[SegmentHit], tz: tzinfo) -> SafeString:
     out = []
     for s in rows:
         day = dateformat.format(timezone.localtime(s.starts_at, tz), "j M Y")
-        case_link = f' · <a href="{url_for("analysis:case_analysis", s.case_id)}">Case page</a>' if s.case_id else ""
+        coding_page = escape(url_for("analysis:coding_page", s.section_id))
+        case_link = ""
+        if s.case_id:
+            case_link = f' · <a href="{escape(url_for("analysis:case_analysis", s.case_id))}">Case page</a>'
         out.append(
             f'<li class="segment-hit" id="segment-{int(s.pk)}">\n'
             f'  <div class="d-flex flex-wrap column-gap-3 row-gap-1 align-items-baseline small mb-1">\n'
@@ -40,7 +43,7 @@ def segment_hits_html(rows: list[SegmentHit], tz: tzinfo) -> SafeString:
             f'<mark class="code-mark code-{int(s.code_id)}">{escape(s.marked)}</mark>{escape(s.after)}'
             f'{"…" if s.cut_after else ""}</blockquote>\n'
             f'  <div class="small">\n'
-            f'    <a href="{url_for("analysis:coding_page", s.section_id)}#segment-{int(s.pk)}">Open in coding page</a>\n'
+            f'    <a href="{coding_page}#segment-{int(s.pk)}">Open in coding page</a>\n'
             f'    {case_link}\n'
             f'  </div>\n'
             f'</li>\n'
