@@ -18,7 +18,7 @@ import re
 from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -85,14 +85,16 @@ class Prepared:
 
 
 def _prepared_here() -> dict[str, bool | None]:
-    """What is prepared on the current database connection, by name: True,
-    False, or None when unknown. Kept beside the DB-API connection it is
-    about, so a reconnect starts afresh."""
-    connection.ensure_connection()
-    raw, known = connection.__dict__.get("_balint_prepared", (None, None))
-    if raw is not connection.connection:
+    """What is prepared on this thread's database connection, by name: True,
+    False, or None when unknown. Kept on this thread's connection wrapper
+    (`django.db.connection` is a proxy that all threads share) beside the
+    DB-API connection it is about, so a reconnect starts afresh."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    wrapper.ensure_connection()
+    raw, known = wrapper.__dict__.get("_balint_prepared", (None, None))
+    if raw is not wrapper.connection:
         known = {}
-        connection.__dict__["_balint_prepared"] = (connection.connection, known)
+        wrapper.__dict__["_balint_prepared"] = (wrapper.connection, known)
     return known
 
 

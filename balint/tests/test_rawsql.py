@@ -2,8 +2,10 @@
 as it is, one query a call, and still right after a reconnect or a failed
 call. On PostgreSQL each statement is planned once per connection."""
 
+import threading
+
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
 from balint import testing
 from balint.rawsql import Prepared, fetch_rows
@@ -65,6 +67,38 @@ def test_planned_once_per_connection_and_again_after_a_reconnect(transactional_d
     assert "balint_test_courses_reconnect" not in prepared_names()
     assert read.rows(["Autumn"]) == [(courses[1].pk, "Autumn")]
     assert "balint_test_courses_reconnect" in prepared_names()
+
+
+def test_threads_each_prepare_on_their_own_connection(transactional_db):
+    """Each thread has its own connection (a live server's, a threaded
+    worker's): what one thread prepared says nothing about another's."""
+    on_postgresql()
+    read = Prepared("test_threads", "SELECT %s * 2")
+    results, errors = [], []
+    turn = [threading.Event() for _ in range(4)]
+
+    def use(first: int, second: int):
+        try:
+            turn[first].wait(10)
+            results.append(read.rows([first]))
+            turn[first + 1].set()
+            turn[second].wait(10)
+            results.append(read.rows([second]))  # after the other thread's calls
+            if second + 1 < len(turn):
+                turn[second + 1].set()
+        except Exception as problem:  # noqa: BLE001 - reported below
+            errors.append(problem)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=use, args=(0, 2)), threading.Thread(target=use, args=(1, 3))]
+    for thread in threads:
+        thread.start()
+    turn[0].set()
+    for thread in threads:
+        thread.join(20)
+    assert errors == []
+    assert results == [[(0,)], [(2,)], [(4,)], [(6,)]]
 
 
 def test_a_first_call_that_failed_after_preparing_does_not_prepare_twice():
