@@ -38,8 +38,8 @@ class Prepared:
     Planning a join of five tables took PostgreSQL about 1.1 ms of the 1.3 ms
     the coding page's section read cost; executing the plan takes 0.2 ms
     (`bench/coding_page.py`). Connections persist across requests
-    (CONN_MAX_AGE), so a statement is planned once per web process and
-    connection, and again after a reconnect.
+    (CONN_MAX_AGE), so a statement is planned once per connection (each
+    thread has its own), and again after a reconnect.
 
     The first call on a connection sends `PREPARE name AS …; EXECUTE name(…)`
     in one round trip, later calls `EXECUTE name(…)`: one query each, as
