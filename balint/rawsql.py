@@ -72,7 +72,7 @@ class Prepared:
         known = _prepared_here()
         execute = f"EXECUTE {self.name} ({placeholders(params)})"
         with connection.cursor() as cursor:
-            if self.name in known and known[self.name] is None:  # a first call failed: did its PREPARE take?
+            if known.get(self.name, False) is None:  # a first call failed: did its PREPARE take?
                 cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = %s", [self.name])
                 known[self.name] = cursor.fetchone()[0] == 1
             if known.get(self.name):
